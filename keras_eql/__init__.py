@@ -1,0 +1,32 @@
+"""keras_eql: the Equalization Losses (Tan et al., TPAMI) for Keras 3.
+
+Gradient-driven losses for long-tailed recognition. Each loss keeps per-class
+accumulated positive/negative gradient magnitudes as model state and uses
+their ratio to re-balance later steps.
+"""
+
+from keras_eql import functional
+from keras_eql._base import EqualizationLoss
+from keras_eql._statistics import GradientStatistics
+from keras_eql.functional import sigmoid_eql_scores
+from keras_eql.layers import SigmoidEQLScores
+from keras_eql.losses import (
+    EqualizedFocalLoss,
+    EqualizedQualityFocalLoss,
+    SigmoidEQL,
+    SoftmaxEQL,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EqualizationLoss",
+    "EqualizedFocalLoss",
+    "EqualizedQualityFocalLoss",
+    "GradientStatistics",
+    "SigmoidEQL",
+    "SigmoidEQLScores",
+    "SoftmaxEQL",
+    "functional",
+    "sigmoid_eql_scores",
+]

@@ -1,0 +1,241 @@
+"""`EqualizationLoss`: the Keras side shared by every gradient-driven loss.
+
+It turns labels into targets, owns the `GradientStatistics`, wires the two
+capture identities around the math of `keras_eql.functional`, and makes the
+statistics model state (`.keras`, `save_weights`, `BackupAndRestore`,
+`tf.train.Checkpoint`). Subclasses only say how a row's loss is computed.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.src.backend import set_keras_mask
+
+from keras_eql import _targets
+from keras_eql._statistics import GradientStatistics, all_reduce_sum
+
+_STATE_KEYS = ("positive_gradients", "negative_gradients", "steps")
+
+
+class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable):
+    """Base class of the losses driven by accumulated per-class gradients.
+
+    Not used directly: see `SigmoidEQL`, `SoftmaxEQL`, `EqualizedFocalLoss`
+    and `EqualizedQualityFocalLoss`. Every subclass shares these arguments.
+
+    Args:
+        num_classes: number of foreground classes `C`; inferred from the
+            logits on the first call when `None`. Give it (and build the loss
+            under `strategy.scope()`) to create the statistics eagerly.
+        ignore_class: sparse label whose rows are dropped from the loss and
+            the statistics (Keras semantics: they leave the
+            `sum_over_batch_size` denominator), or `None`.
+        decay: optional factor in (0, 1] applied to the accumulated sums
+            before each update (exponential forgetting, beyond the paper);
+            `None` keeps the paper's plain sums.
+        update_statistics: set to `False` to freeze the statistics (e.g. for
+            fine-tuning); the loss still uses them.
+        reduction: Keras reduction; the statistics see its factor.
+        name: name of the loss.
+        dtype: Keras loss dtype (float32 by default, also under mixed
+            precision). Statistics are always float32.
+
+    The statistics are updated once per `tape.gradient` through the loss (once
+    per training step), never by `evaluate()`, `predict()` or a plain call.
+    They accumulate the gradient of this loss's output with respect to the
+    logits, sample weights, reduction and replica scaling included, but not
+    the mixed-precision loss scale nor compile `loss_weights`, which are
+    divided out. A constant `sample_weight` therefore plays the role of the
+    authors' `loss_weight`; compile-time `loss_weights` do not reach the
+    statistics.
+    """
+
+    # Subclass settings.
+    _initial_ratio = 1.0
+    _clip_ratio = False
+    _allow_background = True
+    _binary_targets = True
+
+    def __init__(self, *, num_classes=None, ignore_class=None, decay=None,
+                 update_statistics=True, reduction="sum_over_batch_size",
+                 name=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        label = type(self).__name__
+        if num_classes is not None:
+            if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+                raise ValueError(f"{label}: `num_classes` must be a positive integer, got {num_classes!r}.")
+            num_classes = int(num_classes)
+        if ignore_class is not None and (isinstance(ignore_class, bool) or int(ignore_class) != ignore_class):
+            raise ValueError(f"{label}: `ignore_class` must be an integer or None, got {ignore_class!r}.")
+        self.num_classes = num_classes
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.decay = _targets.check_hyperparameter(
+            label, "decay", decay, minimum=0.0, maximum=1.0,
+            exclusive_minimum=True, allow_none=True)
+        self.update_statistics = bool(update_statistics)
+        self._statistics = None
+        if num_classes is not None:
+            self._build(num_classes)
+
+    # -- subclass interface -------------------------------------------------
+    def _extra_columns(self):
+        """Logit columns beyond the C classes (the objectness column)."""
+        return 0
+
+    def _row_loss(self, targets, labels, logits, ratio):
+        """Per-row loss `(...)` from float32 targets/logits `(..., K)`."""
+        raise NotImplementedError
+
+    def _normalizer(self, targets, valid):
+        """Divisor of the row losses (1 unless a subclass normalises)."""
+        return None
+
+    # -- statistics ---------------------------------------------------------
+    def _build(self, num_classes):
+        self.num_classes = int(num_classes)
+        self._statistics = GradientStatistics(
+            self.num_classes,
+            initial_ratio=self._initial_ratio,
+            clip_ratio=self._clip_ratio,
+            decay=self.decay,
+            name=self.name,
+        )
+
+    @property
+    def statistics(self):
+        """The `GradientStatistics` (None until the number of classes is known)."""
+        return self._statistics
+
+    def gradient_statistics(self):
+        """Per-class statistics as NumPy arrays.
+
+        Returns:
+            `{"positive": (C,), "negative": (C,), "ratio": (C,)}`: accumulated
+            positive and negative gradient magnitudes and the ratio the loss
+            uses on its next step.
+        """
+        if self._statistics is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has no statistics yet: pass "
+                "`num_classes` or call the loss once.")
+        return self._statistics.numpy()
+
+    def reset_statistics(self):
+        """Forget everything accumulated: the next step is the plain base loss."""
+        if self._statistics is not None:
+            self._statistics.reset()
+
+    # -- Keras Loss API -----------------------------------------------------
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        _targets.check_logits_dtype(type(self).__name__, y_pred)
+        loss = super().__call__(y_true, y_pred, sample_weight)
+        if self._records_upstream():
+            loss = self._statistics.record_upstream(loss)
+        return loss
+
+    def _records_upstream(self):
+        return (self.update_statistics and self._statistics is not None
+                and self.reduction not in (None, "none"))
+
+    def call(self, y_true, y_pred):
+        label = type(self).__name__
+        if y_pred.shape.rank is None or y_pred.shape[-1] is None:
+            raise ValueError(f"{label}: the class axis of the logits must be static, got shape {y_pred.shape}.")
+        width = y_pred.shape[-1]
+        num_classes = width - self._extra_columns()
+        if self._statistics is None:
+            self._build(num_classes)
+        elif num_classes != self.num_classes:
+            raise ValueError(
+                f"{label} '{self.name}': logits have {width} columns, i.e. "
+                f"{num_classes} classes, but its statistics are for "
+                f"{self.num_classes} classes. Use one loss instance per head.")
+        self._check_distribution()
+        if _targets.is_sparse(y_true, y_pred):
+            if y_true.shape.rank == y_pred.shape.rank:
+                y_true = tf.squeeze(y_true, -1)
+            targets, labels, valid, checks = _targets.sparse_targets(
+                label, y_true, width, num_classes=self.num_classes,
+                ignore_class=self.ignore_class,
+                allow_background=self._allow_background)
+        else:
+            targets, checks = _targets.dense_targets(
+                label, y_true, y_pred, binary=self._binary_targets)
+            labels, valid = None, None
+        with tf.control_dependencies(checks):
+            logits = tf.identity(y_pred)
+        if self.update_statistics:
+            logits = self._statistics.capture(
+                logits, targets > 0.0, unscale=self._records_upstream())
+        if valid is not None:
+            # NaN/inf logits of ignored rows must not leak into the gradient.
+            logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
+        ratio = tf.stop_gradient(self._statistics.ratio())
+        losses = self._row_loss(targets, labels, tf.cast(logits, tf.float32), ratio)
+        normalizer = self._normalizer(targets, valid)
+        if normalizer is not None:
+            losses = losses / normalizer
+        losses = tf.cast(losses, y_pred.dtype)
+        if valid is not None:
+            losses = tf.where(valid, losses, tf.zeros_like(losses))
+            set_keras_mask(losses, valid)
+        return losses
+
+    def _check_distribution(self):
+        context = tf.distribute.get_replica_context()
+        synced = context is not None and context.num_replicas_in_sync > 1
+        distributed = isinstance(self._statistics.positive, tf.distribute.DistributedValues)
+        if synced and not distributed:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': its statistics were created "
+                "outside the strategy that trains with it. Construct the loss (and "
+                "compile) under `strategy.scope()`, or leave `num_classes=None`.")
+
+    # -- saving -------------------------------------------------------------
+    def save_own_variables(self, store):
+        """Keras saving hook: the statistics are model state."""
+        if self._statistics is None:
+            return
+        state = self._statistics
+        store["positive_gradients"] = np.asarray(state.positive.numpy())
+        store["negative_gradients"] = np.asarray(state.negative.numpy())
+        store["steps"] = np.asarray(state.steps.numpy())
+
+    def load_own_variables(self, store):
+        """Keras loading hook; builds the statistics from the stored shape."""
+        if "positive_gradients" not in list(store.keys()):
+            return
+        positive = np.asarray(store["positive_gradients"])
+        if self._statistics is None:
+            self._build(positive.shape[-1])
+        elif positive.shape[-1] != self.num_classes:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': stored statistics have "
+                f"{positive.shape[-1]} classes, the loss has {self.num_classes}.")
+        self._statistics.assign(
+            positive, np.asarray(store["negative_gradients"]), np.asarray(store["steps"]))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            dtype=self._dtype_policy.name,
+            num_classes=self.num_classes,
+            ignore_class=self.ignore_class,
+            decay=self.decay,
+            update_statistics=self.update_statistics,
+        )
+        return config
+
+
+def count_positive_rows(targets, valid, num_classes):
+    """Global number of rows with a positive among the C classes, at least 1.
+
+    Summed over replicas: the detectors' normalizer (the authors divide by
+    the positives averaged over GPUs and average the gradients, which is the
+    same as dividing each replica's sum by the global count, as here).
+    """
+    positive_rows = tf.reduce_any(targets[..., :num_classes] > 0.0, axis=-1)
+    if valid is not None:
+        positive_rows = positive_rows & valid
+    (count,) = all_reduce_sum(tf.reduce_sum(tf.cast(positive_rows, tf.float32)))
+    return tf.maximum(count, 1.0)

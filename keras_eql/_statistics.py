@@ -1,0 +1,195 @@
+"""Per-class gradient statistics: the state that drives the equalization losses.
+
+`GradientStatistics` owns three float32 variables, the accumulated positive
+and negative gradient magnitudes per class and the number of steps folded in,
+and the two `tf.custom_gradient` identities that fill them during backprop:
+
+* `capture(logits, positive_mask)`: identity on the logits whose backward
+  function adds `sum_i y_ij |g_ij|` and `sum_i (1 - y_ij) |g_ij|`.
+* `record_upstream(loss)`: identity on the reduced loss whose backward
+  function stores `d(total)/d(loss)` (mixed-precision loss scale, compile
+  `loss_weights`), so that `capture` can divide it out again.
+
+Why this arrangement (see docs/design.md): the backward function runs once per
+`tape.gradient`, never in `evaluate()`/`predict()`, works under XLA and
+`tf.distribute`, and sees exactly the gradient the optimizer will see.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# The authors' `pos_neg = pos_grad / (neg_grad + 1e-10)`.
+RATIO_EPSILON = 1e-10
+
+
+def _replica_context():
+    """The replica context when running in sync with other replicas, else None."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return None
+    return context
+
+
+def all_reduce_sum(*values):
+    """Sum tensors over replicas; a no-op on one device (no collective needed)."""
+    context = _replica_context()
+    if context is None:
+        return values
+    return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(values)))
+
+
+def _variable(initial, name, synchronization, dtype=tf.float32):
+    # A callable initial value can be lifted out of the scratch graph in which
+    # Keras first calls the loss under a strategy (tf-mechanics Q2).
+    return tf.Variable(
+        lambda: tf.constant(initial, dtype),
+        trainable=False,
+        name=name,
+        dtype=dtype,
+        synchronization=synchronization,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
+class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
+    """Accumulated per-class positive/negative gradient magnitudes.
+
+    Updates are all-reduced (summed) over replicas explicitly, then written
+    once (`ONLY_FIRST_REPLICA`), so every replica holds the statistics of
+    the global batch, and a step whose global increments are not all finite
+    is dropped as a whole.
+
+    Args:
+        num_classes: number of classes `C` with statistics.
+        initial_ratio: the ratio reported before a class has any statistics.
+        clip_ratio: clip the ratio to [0, 1] (EFL/EQFL).
+        decay: optional factor in (0, 1] by which the sums are multiplied
+            before each update (exponential forgetting); `None` keeps the
+            paper's plain sums.
+        name: prefix of the variable names.
+    """
+
+    def __init__(self, num_classes, *, initial_ratio, clip_ratio, decay=None, name):
+        self.num_classes = int(num_classes)
+        self.initial_ratio = float(initial_ratio)
+        self.clip_ratio = bool(clip_ratio)
+        self.decay = decay
+        on_write = tf.VariableSynchronization.ON_WRITE
+        zeros = np.zeros([self.num_classes], np.float32)
+        self.positive = _variable(zeros, f"{name}/positive_gradients", on_write)
+        self.negative = _variable(zeros, f"{name}/negative_gradients", on_write)
+        self.steps = _variable(0.0, f"{name}/steps", on_write)
+        # Per replica and never saved: each replica's own upstream factor.
+        self._upstream = _variable(
+            1.0, f"{name}/upstream_factor", tf.VariableSynchronization.ON_READ
+        )
+
+    # -- reading -------------------------------------------------------------
+    def ratio(self):
+        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
+        positive = tf.convert_to_tensor(self.positive)
+        negative = tf.convert_to_tensor(self.negative)
+        ratio = tf.where(
+            positive + negative > 0.0,
+            positive / (negative + RATIO_EPSILON),
+            self.initial_ratio,
+        )
+        if self.clip_ratio:
+            ratio = tf.clip_by_value(ratio, 0.0, 1.0)
+        return ratio
+
+    def numpy(self):
+        """The statistics as NumPy arrays (`positive`, `negative`, `ratio`)."""
+        return {
+            "positive": np.asarray(self.positive.numpy()),
+            "negative": np.asarray(self.negative.numpy()),
+            "ratio": np.asarray(self.ratio().numpy()),
+        }
+
+    # -- writing -------------------------------------------------------------
+    def reset(self):
+        """Back to the initial state (step 0 is the plain base loss again)."""
+        zeros = np.zeros([self.num_classes], np.float32)
+        self.positive.assign(zeros)
+        self.negative.assign(zeros)
+        self.steps.assign(0.0)
+
+    def assign(self, positive, negative, steps):
+        """Overwrite the state (used when loading)."""
+        self.positive.assign(np.asarray(positive, np.float32))
+        self.negative.assign(np.asarray(negative, np.float32))
+        self.steps.assign(np.asarray(steps, np.float32))
+
+    def _accumulate(self, positive, negative):
+        positive, negative = all_reduce_sum(positive, negative)
+        finite = tf.logical_and(
+            tf.reduce_all(tf.math.is_finite(positive)),
+            tf.reduce_all(tf.math.is_finite(negative)),
+        )
+        decay = 1.0 if self.decay is None else float(self.decay)
+        old_positive = tf.convert_to_tensor(self.positive)
+        old_negative = tf.convert_to_tensor(self.negative)
+        return [
+            self.positive.assign(
+                tf.where(finite, decay * old_positive + positive, old_positive)
+            ),
+            self.negative.assign(
+                tf.where(finite, decay * old_negative + negative, old_negative)
+            ),
+            self.steps.assign_add(tf.cast(finite, tf.float32)),
+        ]
+
+    def capture(self, logits, positive_mask, *, unscale):
+        """Identity on `logits` that accumulates |dL/dz| in the backward pass.
+
+        Args:
+            logits: `(..., K)` tensor, the loss's input. Only the first
+                `num_classes` columns are counted (an objectness column is last).
+            positive_mask: 0/1 float tensor broadcastable to `logits`.
+            unscale: divide by the factor recorded by `record_upstream`.
+
+        Returns:
+            `logits`, unchanged; its gradient passes through unchanged.
+        """
+        num_classes = self.num_classes
+        positive_mask = tf.stop_gradient(tf.cast(positive_mask, tf.float32))
+
+        @tf.custom_gradient
+        def _identity(z):
+            def grad(upstream):
+                magnitude = tf.abs(tf.cast(upstream, tf.float32))
+                updates = []
+                if unscale:
+                    factor = self._upstream.read_value()
+                    magnitude = magnitude / factor
+                    # Back to 1 so that a later gradient that bypasses
+                    # `record_upstream` is not scaled by a stale factor.
+                    with tf.control_dependencies([factor]):
+                        updates.append(self._upstream.assign(1.0))
+                magnitude = tf.reshape(magnitude, [-1, z.shape[-1]])[:, :num_classes]
+                mask = tf.reshape(
+                    tf.broadcast_to(positive_mask, tf.shape(z)), [-1, z.shape[-1]]
+                )[:, :num_classes]
+                positive = tf.reduce_sum(magnitude * mask, axis=0)
+                negative = tf.reduce_sum(magnitude * (1.0 - mask), axis=0)
+                updates += self._accumulate(positive, negative)
+                with tf.control_dependencies(updates):
+                    return tf.identity(upstream)
+
+            return tf.identity(z), grad
+
+        return _identity(logits)
+
+    def record_upstream(self, loss):
+        """Identity on a scalar loss that records `d(total)/d(loss)`."""
+
+        @tf.custom_gradient
+        def _identity(value):
+            def grad(upstream):
+                factor = tf.reshape(tf.cast(upstream, tf.float32), [])
+                with tf.control_dependencies([self._upstream.assign(factor)]):
+                    return tf.identity(upstream)
+
+            return tf.identity(value), grad
+
+        return _identity(loss)

@@ -1,0 +1,279 @@
+"""Stateless math of the Equalization Losses.
+
+Every function here is pure: it takes dense targets, logits and the
+per-class statistic the loss is driven by (the gradient ratio, or the
+Softmax-EQL indicator) and returns an unreduced loss. Nothing is stored and
+nothing is accumulated, so these functions suit custom training loops that
+keep their own statistics. The `keras.losses.Loss` classes in
+`keras_eql.losses` wrap them and own the statistics.
+
+All computations are in log space (`log_sigmoid`, `softplus`,
+`logsumexp`), so the loss and its gradient stay finite for any finite
+logit. Hyper-parameters are keyword-only.
+"""
+
+import tensorflow as tf
+
+__all__ = [
+    "equalized_focal_loss",
+    "equalized_quality_focal_loss",
+    "sigmoid_eql",
+    "sigmoid_eql_scores",
+    "sigmoid_eql_weights",
+    "softmax_eql",
+]
+
+_MAPPINGS = ("sigmoid", "linear", "square", "sqrt")
+
+
+def _float32(x):
+    return tf.cast(x, tf.float32)
+
+
+def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid"):
+    """Per-class positive and negative weights of Sigmoid-EQL (Eq. 8-9).
+
+    The negative weight is the mapped gradient ratio `r_j = f(g_j)` and the
+    positive weight `q_j = 1 + alpha * (1 - r_j)`. `f` is one of the mapping
+    functions of Table 3 of the paper: `"sigmoid"` (the default,
+    `1 / (1 + exp(-gamma * (g - mu)))`), `"linear"` (`g`), `"square"`
+    (`g**2`), `"sqrt"` (`sqrt(g)`), or a callable taking and returning a
+    float32 tensor. Mapped values are clipped to [0, 1] (footnote 2).
+
+    Args:
+        ratio: float tensor of shape `(C,)`, the accumulated gradient ratio.
+        gamma: steepness of the sigmoid mapping.
+        mu: centre of the sigmoid mapping.
+        alpha: how much the positive weight grows for rare classes.
+        mapping: name of the mapping function, or a callable.
+
+    Returns:
+        A tuple `(positive_weights, negative_weights)`, each of shape `(C,)`.
+
+    Example:
+        >>> q, r = sigmoid_eql_weights(tf.constant([100.0, 0.0]))
+        >>> [round(float(v), 4) for v in r]
+        [1.0, 0.0001]
+    """
+    ratio = tf.stop_gradient(_float32(ratio))
+    if callable(mapping):
+        negative = _float32(mapping(ratio))
+    elif mapping == "sigmoid":
+        negative = tf.sigmoid(gamma * (ratio - mu))
+    elif mapping == "linear":
+        negative = ratio
+    elif mapping == "square":
+        negative = tf.square(ratio)
+    elif mapping == "sqrt":
+        negative = tf.sqrt(tf.maximum(ratio, 0.0))
+    else:
+        raise ValueError(
+            f"sigmoid_eql: unknown mapping={mapping!r}; expected one of "
+            f"{_MAPPINGS} or a callable."
+        )
+    negative = tf.clip_by_value(negative, 0.0, 1.0)
+    positive = 1.0 + alpha * (1.0 - negative)
+    return positive, negative
+
+
+def sigmoid_eql(
+    targets,
+    logits,
+    *,
+    ratio,
+    gamma=12.0,
+    mu=0.8,
+    alpha=4.0,
+    mapping="sigmoid",
+    objectness=False,
+):
+    """Element-wise Sigmoid-EQL (EQLv2), Eq. 10 of the paper.
+
+    `w_ij * BCE(z_ij, y_ij)` with `w_ij = y_ij * q_j + (1 - y_ij) * r_j` from
+    `sigmoid_eql_weights`. The weights depend on the statistics only and carry
+    no gradient. With `objectness=True` the last column is the objectness
+    branch: it is never re-weighted (weight 1).
+
+    Args:
+        targets: 0/1 float tensor `(..., K)`.
+        logits: float tensor `(..., K)`.
+        ratio: `(C,)` gradient ratio, `C = K - 1` with objectness, else `K`.
+        gamma, mu, alpha, mapping: see `sigmoid_eql_weights`.
+        objectness: whether the last column is the objectness branch.
+
+    Returns:
+        float32 tensor `(..., K)`: the weighted binary cross-entropy.
+
+    Example:
+        >>> y = tf.constant([[1.0, 0.0]])
+        >>> z = tf.constant([[2.0, -1.0]])
+        >>> loss = sigmoid_eql(y, z, ratio=tf.constant([100.0, 100.0]))
+        >>> loss.shape
+        TensorShape([1, 2])
+    """
+    targets, logits = _float32(targets), _float32(logits)
+    positive_weights, negative_weights = sigmoid_eql_weights(
+        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping
+    )
+    if objectness:
+        one = tf.ones([1], tf.float32)
+        positive_weights = tf.concat([positive_weights, one], 0)
+        negative_weights = tf.concat([negative_weights, one], 0)
+    weights = targets * positive_weights + (1.0 - targets) * negative_weights
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    return weights * bce
+
+
+def sigmoid_eql_scores(logits, *, objectness=True):
+    """Inference scores of Sigmoid-EQL: `p_j * (1 - p_objectness)`.
+
+    The objectness column is trained as a background detector (positive on
+    background rows, as in the authors' code), so the probability that a
+    region holds an object is `1 - p_bg`. The last column of the result stays
+    `p_bg`. With `objectness=False` this is a plain sigmoid.
+
+    Args:
+        logits: float tensor `(..., C + 1)` (objectness last).
+        objectness: whether to multiply by `1 - p_bg`.
+
+    Returns:
+        Tensor of the logits' shape and dtype.
+
+    Example:
+        >>> sigmoid_eql_scores(tf.constant([[0.0, 0.0]])).numpy().tolist()
+        [[0.25, 0.5]]
+    """
+    probabilities = tf.sigmoid(logits)
+    if not objectness:
+        return probabilities
+    background = probabilities[..., -1:]
+    return tf.concat(
+        [probabilities[..., :-1] * (1.0 - background), background], axis=-1
+    )
+
+
+def _focal_factors(ratio, gamma, scale):
+    """Focusing factor `gamma_j = gamma + s (1 - G_j)` and weight `gamma_j / gamma`."""
+    focusing = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
+    return focusing, focusing / gamma
+
+
+def equalized_focal_loss(
+    targets, logits, *, ratio, alpha=0.25, gamma=2.0, scale=8.0
+):
+    """Element-wise Equalized Focal Loss (Eq. 18-21).
+
+    `-alpha_t * w_j * (1 - p_t)**gamma_j * log(p_t)` with the focusing factor
+    `gamma_j = gamma + scale * (1 - G_j)` and weighting factor
+    `w_j = gamma_j / gamma`. `gamma_j` and `w_j` are treated as constants;
+    the focal term is differentiated, as in focal loss. Computed as
+    `exp(gamma_j * log_sigmoid(-s z))` times `log_sigmoid(s z)` with
+    `s = 2y - 1`, finite for every finite logit (the authors' `-log(sigmoid)`
+    returns inf past z = 16.6 in float32).
+
+    Args:
+        targets: 0/1 float tensor `(..., C)`.
+        logits: float tensor `(..., C)`.
+        ratio: `(C,)` gradient ratio `G_j` in [0, 1].
+        alpha: positive-class balance `alpha_t` (`1 - alpha` for negatives);
+            `None` disables it.
+        gamma: base focusing parameter `gamma_b` (> 0).
+        scale: `s`, how much rare classes are focused.
+
+    Returns:
+        float32 tensor `(..., C)`.
+
+    Example:
+        >>> y = tf.constant([[1.0, 0.0]])
+        >>> z = tf.constant([[2.0, 30.0]])
+        >>> bool(tf.reduce_all(tf.math.is_finite(
+        ...     equalized_focal_loss(y, z, ratio=tf.ones([2])))))
+        True
+    """
+    targets, logits = _float32(targets), _float32(logits)
+    focusing, weighting = _focal_factors(ratio, gamma, scale)
+    signed_logits = (2.0 * targets - 1.0) * logits
+    log_p_t = tf.math.log_sigmoid(signed_logits)
+    modulating = tf.exp(focusing * tf.math.log_sigmoid(-signed_logits))
+    loss = -weighting * modulating * log_p_t
+    if alpha is not None:
+        loss = loss * (alpha * targets + (1.0 - alpha) * (1.0 - targets))
+    return loss
+
+
+def equalized_quality_focal_loss(
+    targets, logits, *, ratio, gamma=2.0, scale=8.0
+):
+    """Element-wise Equalized Quality Focal Loss (Eq. 22-23).
+
+    Positive elements (target > 0, the IoU-quality score `y'`):
+    `w_j * |y' - p|**gamma_j * BCE(z, y')`; negative elements:
+    `w_j * p**gamma_j * BCE(z, 0)`. The modulating factors are differentiated;
+    `gamma_j` and `w_j` are constants, as in `equalized_focal_loss`.
+
+    Args:
+        targets: float tensor `(..., C)` in [0, 1]: quality scores of the
+            positives, 0 for negatives.
+        logits: float tensor `(..., C)`.
+        ratio: `(C,)` gradient ratio in [0, 1].
+        gamma: base focusing parameter (> 0).
+        scale: `s`, how much rare classes are focused.
+
+    Returns:
+        float32 tensor `(..., C)`.
+
+    Example:
+        >>> y = tf.constant([[0.8, 0.0]])
+        >>> z = tf.constant([[1.0, -2.0]])
+        >>> equalized_quality_focal_loss(y, z, ratio=tf.ones([2])).shape
+        TensorShape([1, 2])
+    """
+    targets, logits = _float32(targets), _float32(logits)
+    focusing, weighting = _focal_factors(ratio, gamma, scale)
+    probabilities = tf.sigmoid(logits)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    # Negatives: p**gamma_j in log space; positives: |y' - p|**gamma_j. Both
+    # branches are finite everywhere, so `where` passes finite gradients.
+    negative = tf.exp(focusing * tf.math.log_sigmoid(logits)) * bce
+    positive = tf.pow(tf.abs(targets - probabilities), focusing) * bce
+    return weighting * tf.where(targets > 0.0, positive, negative)
+
+
+def softmax_eql(targets, logits, *, indicator, tau=1.0, eps=1e-4):
+    """Per-row Softmax-EQL (Eq. 16), the calibrated softmax cross-entropy.
+
+    The authors calibrate non-target logits by
+    `tau * (log c_j - log c_y)`, `c_j = max(I_j, eps)`. Softmax ignores
+    per-row constants, so this equals cross-entropy on `z + tau * log c`
+    (`p_j` proportional to `c_j**tau * exp(z_j)`), which is what is computed.
+
+    Args:
+        targets: integer class ids `(...)` (sparse) or a float distribution
+            `(..., C)` (dense one-hot).
+        logits: float tensor `(..., C)`.
+        indicator: `(C,)` per-class indicator `I_j` (by default the
+            accumulated positive gradient).
+        tau: `pi` of the paper, the calibration strength.
+        eps: lower clamp of the indicator; at `I = 0` there is no calibration.
+
+    Returns:
+        float32 tensor of the logits' shape without the class axis.
+
+    Example:
+        >>> labels = tf.constant([0, 1])
+        >>> z = tf.constant([[2.0, 0.0], [0.0, 2.0]])
+        >>> softmax_eql(labels, z, indicator=tf.zeros([2])).shape
+        TensorShape([2])
+    """
+    logits = _float32(logits)
+    offset = tau * tf.math.log(
+        tf.maximum(tf.stop_gradient(_float32(indicator)), eps)
+    )
+    adjusted = logits + offset
+    if targets.dtype.is_integer:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=targets, logits=adjusted
+        )
+    return tf.nn.softmax_cross_entropy_with_logits(
+        labels=_float32(targets), logits=adjusted
+    )
