@@ -139,40 +139,50 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             self.steps.assign_add(tf.cast(finite, tf.float32)),
         ]
 
-    def capture(self, logits, positive_mask, *, unscale):
-        """Identity on `logits` that accumulates |dL/dz| in the backward pass.
+    def accumulate(self, gradient, positive_mask, *, unscale):
+        """Ops that fold one step's gradient w.r.t. the logits into the sums.
+
+        Call it inside a backward function, once per step.
 
         Args:
-            logits: `(..., K)` tensor, the loss's input. Only the first
-                `num_classes` columns are counted (an objectness column is last).
-            positive_mask: 0/1 float tensor broadcastable to `logits`.
+            gradient: `(..., K)` gradient of the loss w.r.t. its logits. Only
+                the first `num_classes` columns count (objectness is last).
+            positive_mask: 0/1 tensor broadcastable to `gradient`.
             unscale: divide by the factor recorded by `record_upstream`.
+
+        Returns:
+            A list of update ops to depend on.
+        """
+        width = gradient.shape[-1]
+        magnitude = tf.abs(tf.cast(gradient, tf.float32))
+        updates = []
+        if unscale:
+            factor = self._upstream.read_value()
+            magnitude = magnitude / factor
+            # Back to 1 so that a later gradient that bypasses
+            # `record_upstream` is not scaled by a stale factor.
+            with tf.control_dependencies([factor]):
+                updates.append(self._upstream.assign(1.0))
+        magnitude = tf.reshape(magnitude, [-1, width])[:, : self.num_classes]
+        mask = tf.cast(positive_mask, tf.float32)
+        mask = tf.reshape(tf.broadcast_to(mask, tf.shape(gradient)), [-1, width])
+        mask = mask[:, : self.num_classes]
+        positive = tf.reduce_sum(magnitude * mask, axis=0)
+        negative = tf.reduce_sum(magnitude * (1.0 - mask), axis=0)
+        return updates + self._accumulate(positive, negative)
+
+    def capture(self, logits, positive_mask, *, unscale):
+        """Identity on `logits` that runs `accumulate` in the backward pass.
 
         Returns:
             `logits`, unchanged; its gradient passes through unchanged.
         """
-        num_classes = self.num_classes
-        positive_mask = tf.stop_gradient(tf.cast(positive_mask, tf.float32))
+        positive_mask = tf.stop_gradient(positive_mask)
 
         @tf.custom_gradient
         def _identity(z):
             def grad(upstream):
-                magnitude = tf.abs(tf.cast(upstream, tf.float32))
-                updates = []
-                if unscale:
-                    factor = self._upstream.read_value()
-                    magnitude = magnitude / factor
-                    # Back to 1 so that a later gradient that bypasses
-                    # `record_upstream` is not scaled by a stale factor.
-                    with tf.control_dependencies([factor]):
-                        updates.append(self._upstream.assign(1.0))
-                magnitude = tf.reshape(magnitude, [-1, z.shape[-1]])[:, :num_classes]
-                mask = tf.reshape(
-                    tf.broadcast_to(positive_mask, tf.shape(z)), [-1, z.shape[-1]]
-                )[:, :num_classes]
-                positive = tf.reduce_sum(magnitude * mask, axis=0)
-                negative = tf.reduce_sum(magnitude * (1.0 - mask), axis=0)
-                updates += self._accumulate(positive, negative)
+                updates = self.accumulate(upstream, positive_mask, unscale=unscale)
                 with tf.control_dependencies(updates):
                     return tf.identity(upstream)
 
