@@ -1,0 +1,131 @@
+"""`SeesawLoss`: Seesaw Loss (Wang et al., CVPR 2021) with counts as model state."""
+
+import keras
+import tensorflow as tf
+
+from keras_eql import _baseline_math, _targets
+from keras_eql._baseline_base import CountingLoss
+from keras_eql._targets import check_hyperparameter
+
+
+@keras.saving.register_keras_serializable(package="keras_eql")
+class SeesawLoss(CountingLoss):
+    """Seesaw Loss, Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021.
+
+    Softmax cross-entropy whose non-target logits are shifted by `log S_ij`,
+    `S_ij = M_ij * C_ij` for a row of class `i` (Eq. 2-5):
+
+    * mitigation `M_ij = (N_j / N_i)**p` when `N_j < N_i` (else 1), `N` the
+      cumulative per-class sample counts: a frequent class `i` stops pushing
+      down the rarer classes `j`;
+    * compensation `C_ij = (sigma_j / max(sigma_i, eps))**q` when that ratio
+      exceeds 1 (else 1), `sigma = softmax(z)` without gradient: a class `j`
+      the model wrongly prefers over `i` is pushed down harder.
+
+    Layouts:
+
+    * `objectness=False` (default): `C` logits, labels `0..C-1`, plain
+      classification.
+    * `objectness=True`: mmdet's two-stage head, `C + 2` logits: the `C`
+      class logits, then the objectness pair `[object, background]`. Labels
+      `0..C`, `C` = background. The per-row loss is the 2-way objectness
+      cross-entropy plus, on foreground rows only, the Seesaw class loss,
+      which with `sum_over_batch_size` is mmdet's `(sum obj + sum_fg cls) / N`.
+      Score with `keras_eql.baselines.seesaw_scores`.
+
+    Counts are model state (saved in `.keras`, `save_weights` and
+    `tf.train.Checkpoint`), count the rows of each class (background and
+    ignored rows not counted, `sample_weight` ignored) and are updated in the
+    backward pass, once per `tape.gradient` (once per training step), never
+    by `evaluate()` or `predict()`, with the step's counts summed over
+    replicas exactly once. Two deliberate differences from mmdet: step `t`
+    uses the counts of steps `0..t-1` (mmdet adds the current batch before
+    computing the loss; a one-step lag that keeps evaluation from touching
+    the state), and the counts are global over replicas (mmdet keeps one set
+    per GPU). Classes not seen yet count as 1 (mmdet's `clamp(min=1)`), so
+    step 0 has no mitigation.
+
+    Args:
+        num_classes: classes `C`; inferred on the first call when None. Give
+            it (and build the loss under `strategy.scope()`) to create the
+            counts eagerly.
+        p: mitigation exponent (0 disables it).
+        q: compensation exponent (0 disables it).
+        eps: lower clamp of the target probability in the compensation factor.
+        objectness: use the `C + 2` layout above.
+        ignore_class: label of dropped rows (Keras mask semantics), or None.
+        update_counts: set False to freeze the counts.
+        reduction: Keras reduction.
+        name: name of the loss.
+        dtype: Keras loss dtype (counts are always float32).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from keras_eql.baselines import SeesawLoss
+        >>> loss = SeesawLoss()
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> model.compile("sgd", loss=loss, jit_compile=True)
+        >>> _ = model.fit(np.ones((16, 8)), np.arange(16) % 4, verbose=0)
+        >>> loss.sample_counts().tolist()
+        [4.0, 4.0, 4.0, 4.0]
+    """
+
+    _binary_targets = True
+
+    def __init__(self, num_classes=None, p=0.8, q=2.0, eps=1e-2, objectness=False,
+                 ignore_class=None, update_counts=True, reduction="sum_over_batch_size",
+                 name="seesaw_loss", dtype=None):
+        label = type(self).__name__
+        self.p = check_hyperparameter(label, "p", p, minimum=0.0)
+        self.q = check_hyperparameter(label, "q", q, minimum=0.0)
+        self.eps = check_hyperparameter(label, "eps", eps, minimum=0.0, maximum=1.0,
+                                        exclusive_minimum=True)
+        self.objectness = bool(objectness)
+        self._allow_background = self.objectness
+        super().__init__(given_counts=None, num_classes=num_classes,
+                         update_counts=update_counts, ignore_class=ignore_class,
+                         reduction=reduction, name=name, dtype=dtype)
+
+    def _extra_columns(self):
+        return 2 if self.objectness else 0
+
+    def _dense_checks(self, targets):
+        # Seesaw indexes its factors by the target class: rows must be one-hot.
+        label = type(self).__name__
+        positives = tf.reduce_sum(targets[..., : self.num_classes], axis=-1)
+        if not self.objectness:
+            ok = tf.equal(positives, 1.0)
+            message = "a dense target row has {} positives; expected exactly one (one-hot)."
+            return _targets._raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
+                                      _targets._first_failure(positives, ok))
+        objectness = targets[..., self.num_classes:]
+        ok = (positives <= 1.0) & tf.equal(objectness[..., 0], positives) & tf.equal(
+            objectness[..., 1], 1.0 - positives)
+        message = ("a dense target row has {} class positives or an objectness pair that "
+                   "disagrees; expected a one-hot class row with [1, 0] objectness, or "
+                   "an all-zero class row with [0, 1] (background).")
+        return _targets._raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
+                                  _targets._first_failure(positives, ok))
+
+    def _row_loss(self, targets, labels, logits):
+        num_classes = self.num_classes
+        if labels is None:
+            class_targets = targets[..., :num_classes]
+            labels = tf.where(tf.reduce_sum(class_targets, axis=-1) > 0.0,
+                              tf.argmax(class_targets, axis=-1, output_type=tf.int32),
+                              num_classes)
+        foreground = labels < num_classes
+        losses = _baseline_math.seesaw_cross_entropy(
+            tf.where(foreground, labels, 0), logits[..., :num_classes],
+            class_counts=self._counts_tensor(), p=self.p, q=self.q, eps=self.eps)
+        if not self.objectness:
+            return losses
+        objectness = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(tf.logical_not(foreground), tf.int32),
+            logits=logits[..., num_classes:])
+        return objectness + tf.where(foreground, losses, tf.zeros_like(losses))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(p=self.p, q=self.q, eps=self.eps, objectness=self.objectness)
+        return config
