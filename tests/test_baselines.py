@@ -7,6 +7,7 @@ serialization, input validation, its counting state (Seesaw, online
 logit adjustment) and an XLA-compiled `fit`.
 """
 
+import doctest
 import inspect
 import json
 import os
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_eql import baselines
+from keras_eql import _baseline_math, _seesaw, baselines
 from keras_eql.baselines import (
     BalancedSoftmax,
     ClassBalancedLoss,
@@ -559,3 +560,11 @@ def test_jit_compiled_fit_matches_eager_loss(key):
     np.testing.assert_allclose(history[0], eager, rtol=1e-5)
     if isinstance(loss, baselines.CountingLoss) and loss.counts is not None:
         np.testing.assert_array_equal(loss.sample_counts(), 2 * np.bincount(y[(y >= 0) & (y < 5)], minlength=5))
+
+
+# ---------------------------------------------------------------- documentation
+@pytest.mark.parametrize("module", [_baseline_math, baselines, _seesaw], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0

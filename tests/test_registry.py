@@ -1,10 +1,12 @@
 """Tests of `keras_eql.registry`: every loss by name, instance or config dict."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
 
-from keras_eql import baselines, losses
+from keras_eql import baselines, losses, registry
 from keras_eql.registry import available_losses, get
 
 # Arguments the losses that need them get when built by name.
@@ -111,3 +113,9 @@ def test_missing_required_arguments_raise_from_the_loss():
         get("eql_v1")
     with pytest.raises(ValueError, match="ClassBalancedLoss: `class_counts`"):
         get("class_balanced")
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(registry, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
