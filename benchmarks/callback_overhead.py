@@ -1,0 +1,154 @@
+"""How much `GradientStatisticsLogger` adds to a small model's epoch time.
+
+Data: synthetic Fashion-MNIST-sized images (28x28x1, 10 classes) with the
+CIFAR-10-LT profile (IF=100, 12,406 rows; batch 64, 194 steps per epoch).
+Models, both trained with `SigmoidEQL` and `jit_compile=True`:
+
+* `cnn` (default): conv 16 - pool - conv 32 - pool - dense 10;
+* `mlp`: 784-256-10, a model so small that an epoch takes about a second,
+  which shows the logger's fixed per-epoch cost (mostly the image).
+
+Variants, interleaved, their order alternating between repetitions so that
+machine load hits all alike:
+
+* `baseline`: no callback;
+* `logger`: `GradientStatisticsLogger` with TensorBoard, CSV and the image,
+  logging at epoch ends (the default);
+* `logger_every_50`: the same, plus scalars, histograms and CSV rows every
+  50 steps.
+
+An epoch's time runs from one epoch end to the next (callbacks included);
+the first epoch (tracing, XLA compilation, imports) is reported apart as a
+one-off. Printed: per-variant medians over all repetitions, the overhead
+ratio `median(variant) / median(baseline)` and the added seconds per epoch.
+
+Usage:
+    python benchmarks/callback_overhead.py               # cnn measurement
+    python benchmarks/callback_overhead.py --model mlp
+    python benchmarks/callback_overhead.py --smoke       # seconds, for CI
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_eql  # noqa: E402
+from keras_eql.callbacks import GradientStatisticsLogger  # noqa: E402
+
+NUM_CLASSES = 10
+VARIANTS = ("baseline", "logger", "logger_every_50")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time per epoch, from the previous epoch end (or train begin)."""
+
+    def on_train_begin(self, logs=None):
+        self.durations, self._last = [], time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.durations.append(now - self._last)
+        self._last = now
+
+
+def long_tailed_images(max_per_class, imbalance, side, seed=0):
+    """Noisy class templates with counts `n_i = int(n_max (1/IF)^(i/(C-1)))`."""
+    rng = np.random.default_rng(seed)
+    counts = [int(max_per_class * (1.0 / imbalance) ** (i / (NUM_CLASSES - 1))) for i in range(NUM_CLASSES)]
+    labels = np.repeat(np.arange(NUM_CLASSES), counts)
+    templates = rng.normal(size=(NUM_CLASSES, side, side, 1)).astype("float32")
+    images = templates[labels] + rng.normal(size=(labels.size, side, side, 1)).astype("float32")
+    order = rng.permutation(labels.size)
+    return images[order], labels[order].astype("int32"), counts
+
+
+def build_model(kind, input_shape):
+    layers = keras.layers
+    if kind == "cnn":
+        body = [layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(),
+                layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(), layers.Flatten()]
+    elif kind == "mlp":
+        body = [layers.Flatten(), layers.Dense(256, activation="relu")]
+    else:  # the smoke run
+        body = [layers.Flatten(), layers.Dense(8, activation="relu")]
+    return keras.Sequential([keras.Input(input_shape), *body, layers.Dense(NUM_CLASSES)])
+
+
+def run(variant, data, args, log_root):
+    images, labels, counts = data
+    keras.utils.set_random_seed(0)
+    model = build_model(args.model, images.shape[1:])
+    model.compile(keras.optimizers.SGD(0.01), loss=keras_eql.SigmoidEQL(num_classes=NUM_CLASSES),
+                  jit_compile=args.jit_compile)
+    timer = EpochTimer()
+    callbacks = [timer]
+    if variant != "baseline":
+        directory = tempfile.mkdtemp(dir=log_root)
+        logger = GradientStatisticsLogger(
+            log_dir=directory, csv_path=os.path.join(directory, "stats.csv"), class_counts=counts,
+            every_n_steps=50 if variant == "logger_every_50" else None)
+        callbacks = [logger, timer]  # the timer last: it sees the logger's epoch-end work
+    model.fit(images, labels, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)
+    return timer.durations
+
+
+def describe_machine():
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return (f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny run that only checks the script works")
+    parser.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions of every variant")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per fit; the first is the one-off")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.epochs < 2 or args.batch_size < 1:
+        parser.error(f"need repeats >= 1, epochs >= 2, batch size >= 1; got "
+                     f"{args.repeats}, {args.epochs}, {args.batch_size}")
+    args.jit_compile = not args.smoke
+    if args.smoke:  # seconds, not a measurement: tiny model and data, no XLA compilation
+        args.model, args.repeats, args.epochs = "smoke", 1, 2
+        data = long_tailed_images(max_per_class=40, imbalance=10, side=4)
+    else:
+        data = long_tailed_images(max_per_class=5000, imbalance=100, side=28)
+
+    print(describe_machine())
+    print(f"model {args.model}, {len(data[1])} rows, batch {args.batch_size}, jit_compile={args.jit_compile}, "
+          f"{args.epochs} epochs x {args.repeats} repetitions")
+    steady = {variant: [] for variant in VARIANTS}
+    first = {variant: [] for variant in VARIANTS}
+    with tempfile.TemporaryDirectory() as log_root:
+        for repeat in range(args.repeats):
+            for variant in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
+                durations = run(variant, data, args, log_root)
+                first[variant].append(durations[0])
+                steady[variant].extend(durations[1:])
+                print(f"  repeat {repeat} {variant:16s} epochs " + " ".join(f"{d:.3f}" for d in durations),
+                      flush=True)
+
+    baseline = statistics.median(steady["baseline"])
+    for variant in VARIANTS:
+        median = statistics.median(steady[variant])
+        print(f"{variant:16s} median epoch {median:.3f} s, overhead ratio {median / baseline:.3f} "
+              f"({median - baseline:+.3f} s/epoch), first epoch median {statistics.median(first[variant]):.3f} s")
+
+
+if __name__ == "__main__":
+    main()

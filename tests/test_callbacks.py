@@ -1,0 +1,245 @@
+"""GradientStatisticsLogger: TensorBoard, CSV and `logs` against the loss's own statistics."""
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
+
+import keras_eql  # noqa: E402
+from keras_eql.callbacks import CSV_COLUMNS, GradientStatisticsLogger  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+NUM_CLASSES = 5
+# By the documented thresholds (>100 head, 20-100 medium, <20 tail).
+CLASS_COUNTS = [300, 150, 50, 30, 5]
+EXPECTED_GROUPS = {"head": [0, 1], "medium": [2, 3], "tail": [4]}
+ROWS, BATCH, EPOCHS, EVERY = 64, 8, 2, 3  # 8 steps per epoch
+
+
+class StatisticsSnapshots(keras.callbacks.Callback):
+    """Test oracle: the loss's statistics wherever the logger may log, by step."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss, self.by_step = loss, {}
+
+    def _snapshot(self):
+        if self.loss.statistics is not None:
+            step = int(self.model.optimizer.iterations.numpy())
+            self.by_step[step] = self.loss.gradient_statistics()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._snapshot()
+
+
+def tiny_model(loss, jit_compile=False, seed=0):
+    # XLA compilation costs seconds per model: only the shared fit uses it.
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(NUM_CLASSES)])
+    model.compile(keras.optimizers.SGD(0.1), loss=loss, jit_compile=jit_compile)
+    return model
+
+
+def tiny_data(seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(NUM_CLASSES, size=ROWS, p=[0.4, 0.25, 0.2, 0.1, 0.05])
+    return rng.normal(size=(ROWS, 6)).astype("float32"), labels.astype("int32")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One jit-compiled fit with every output on; shared by the tests below."""
+    directory = tmp_path_factory.mktemp("logger")
+    loss = keras_eql.SigmoidEQL()  # num_classes inferred: statistics built lazily
+    model = tiny_model(loss, jit_compile=True)
+    logger = GradientStatisticsLogger(
+        log_dir=str(directory / "tb"), csv_path=str(directory / "stats.csv"),
+        every_n_steps=EVERY, class_counts=CLASS_COUNTS)
+    snapshots = StatisticsSnapshots(loss)
+    features, labels = tiny_data()
+    history = model.fit(features, labels, batch_size=BATCH, epochs=EPOCHS,
+                        shuffle=False, verbose=0, callbacks=[logger, snapshots])
+    steps_per_epoch = ROWS // BATCH
+    epoch_ends = [steps_per_epoch * (epoch + 1) for epoch in range(EPOCHS)]
+    logged = sorted(set(range(EVERY, epoch_ends[-1], EVERY)) | set(epoch_ends))
+    return dict(directory=directory, loss=loss, model=model, history=history,
+                snapshots=snapshots.by_step, epoch_ends=epoch_ends, logged=logged)
+
+
+def read_tensors(log_dir):
+    accumulator = event_accumulator.EventAccumulator(
+        str(log_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return {tag: [(event.step, tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)]
+            for tag in accumulator.Tags()["tensors"]}
+
+
+def group_means(ratio):
+    return {name: float(np.mean(ratio[members])) for name, members in EXPECTED_GROUPS.items()}
+
+
+def test_tensorboard_scalars_and_histograms_match_statistics(trained):
+    tensors = read_tensors(trained["directory"] / "tb")
+    names = ["ratio", "positive", "negative"]
+    expected_tags = {f"sigmoid_eql/ratio_mean/{g}" for g in EXPECTED_GROUPS}
+    expected_tags |= {f"sigmoid_eql/{key}" for key in names} | {"sigmoid_eql/gradient_statistics"}
+    assert set(tensors) == expected_tags
+    for group in EXPECTED_GROUPS:
+        events = tensors[f"sigmoid_eql/ratio_mean/{group}"]
+        assert [step for step, _ in events] == trained["logged"]
+        for step, value in events:
+            expected = group_means(trained["snapshots"][step]["ratio"])[group]
+            np.testing.assert_allclose(value, expected, rtol=1e-6)
+    for key in names:
+        events = tensors[f"sigmoid_eql/{key}"]
+        assert [step for step, _ in events] == trained["logged"]
+        for step, buckets in events:
+            values = trained["snapshots"][step][key]
+            # Buckets are [left edge, right edge, count] spanning the values.
+            assert buckets[:, 2].sum() == NUM_CLASSES
+            np.testing.assert_allclose([buckets[0, 0], buckets[-1, 1]], [values.min(), values.max()], rtol=1e-6)
+    final = trained["loss"].gradient_statistics()
+    last_step = trained["epoch_ends"][-1]
+    np.testing.assert_array_equal(trained["snapshots"][last_step]["ratio"], final["ratio"])
+
+
+def test_tensorboard_image_is_the_plot_at_epoch_ends(trained):
+    events = read_tensors(trained["directory"] / "tb")["sigmoid_eql/gradient_statistics"]
+    assert [step for step, _ in events] == trained["epoch_ends"]
+    width, height, png = events[-1][1]
+    image = tf.io.decode_png(png).numpy()
+    assert (int(width), int(height)) == (960, 272) and image.shape[:2] == (272, 960)
+    assert image[..., :3].std() > 0  # not a blank canvas
+
+
+def test_csv_rows_match_statistics(trained):
+    with open(trained["directory"] / "stats.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == NUM_CLASSES * len(trained["logged"])
+    assert sorted({int(row["step"]) for row in rows}) == trained["logged"]
+    group_of = {index: name for name, members in EXPECTED_GROUPS.items() for index in members}
+    steps_per_epoch = ROWS // BATCH
+    for row in rows:
+        step, index = int(row["step"]), int(row["class"])
+        assert row["loss"] == "sigmoid_eql" and row["group"] == group_of[index]
+        assert row["class_name"] == str(index)
+        assert int(row["epoch"]) == (step - 1) // steps_per_epoch
+        for key in ("positive", "negative", "ratio"):
+            assert np.float32(row[key]) == trained["snapshots"][step][key][index]
+    final = trained["loss"].gradient_statistics()
+    for index, row in enumerate(rows[-NUM_CLASSES:]):
+        assert int(row["class"]) == index
+        for key in ("positive", "negative", "ratio"):
+            assert np.float32(row[key]) == final[key][index]
+
+
+def test_group_means_reach_logs_and_history(trained):
+    history = trained["history"].history
+    for group in EXPECTED_GROUPS:
+        expected = [group_means(trained["snapshots"][step]["ratio"])[group] for step in trained["epoch_ends"]]
+        np.testing.assert_allclose(history[f"sigmoid_eql_ratio_{group}"], expected, rtol=1e-6)
+
+
+def test_groups_follow_positives_without_counts_and_names_are_written(tmp_path):
+    loss = keras_eql.SoftmaxEQL(num_classes=NUM_CLASSES)
+    names = ["cat", "dog", "owl", "eel", "yak"]
+    logger = GradientStatisticsLogger(csv_path=str(tmp_path / "s.csv"), class_names=names)
+    features, labels = tiny_data(seed=1)
+    tiny_model(loss).fit(features, labels, batch_size=16, verbose=0, callbacks=[logger])
+    with open(tmp_path / "s.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    positive = loss.gradient_statistics()["positive"]
+    ranked = sorted(range(NUM_CLASSES), key=lambda index: -positive[index])  # stable
+    expected = dict(zip(ranked, ["head", "head", "medium", "medium", "tail"]))
+    assert [(row["class_name"], row["group"]) for row in rows] == [(names[i], expected[i]) for i in range(NUM_CLASSES)]
+
+
+def test_every_loss_of_a_multi_output_model_is_logged(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, {"a": keras.layers.Dense(4, name="a")(inputs),
+                                 "b": keras.layers.Dense(3, name="b")(inputs)})
+    model.compile("sgd", loss={"a": keras_eql.SigmoidEQL(), "b": keras_eql.SigmoidEQL()})
+    logger = GradientStatisticsLogger(
+        csv_path=str(tmp_path / "s.csv"),
+        class_counts={"sigmoid_eql": [500, 50, 5, 1], "sigmoid_eql_2": [500, 50, 5]})
+    features = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    history = model.fit(features, {"a": np.arange(16) % 5, "b": np.arange(16) % 4}, verbose=0, callbacks=[logger])
+    with open(tmp_path / "s.csv", newline="") as handle:
+        counts = {}
+        for row in csv.DictReader(handle):
+            counts[row["loss"]] = counts.get(row["loss"], 0) + 1
+    assert counts == {"sigmoid_eql": 4, "sigmoid_eql_2": 3}
+    assert {"sigmoid_eql_ratio_tail", "sigmoid_eql_2_ratio_tail"} <= set(history.history)
+
+
+def test_model_without_equalization_loss_warns_once_and_writes_nothing(tmp_path):
+    model = tiny_model("sparse_categorical_crossentropy")
+    logger = GradientStatisticsLogger(log_dir=str(tmp_path / "tb"), csv_path=str(tmp_path / "s.csv"))
+    features, labels = tiny_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            history = model.fit(features, labels, verbose=0, callbacks=[logger])
+    ours = [w for w in caught if "GradientStatisticsLogger" in str(w.message)]
+    assert len(ours) == 1 and "no keras_eql loss" in str(ours[0].message)
+    assert not list(tmp_path.iterdir())
+    assert set(history.history) == {"loss"}
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(every_n_steps=0), "every_n_steps"),
+    (dict(every_n_steps=True), "every_n_steps"),
+    (dict(every_n_steps=2.5), "every_n_steps"),
+    (dict(csv_path=3), "csv_path"),
+])
+def test_bad_arguments_raise(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        GradientStatisticsLogger(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(class_counts=[1, 2, 3]), "3 entries"),
+    (dict(class_counts=[1, 2, -3, 4, 5]), "-3"),
+    (dict(class_counts={"other_loss": [1, 2, 3, 4, 5]}), "other_loss"),
+    (dict(class_names=["a", "b"]), "5 names"),
+])
+def test_bad_class_information_raises_at_train_begin(kwargs, fragment):
+    model = tiny_model(keras_eql.SigmoidEQL(num_classes=NUM_CLASSES))
+    features, labels = tiny_data()
+    with pytest.raises(ValueError, match=fragment):
+        model.fit(features, labels, verbose=0, callbacks=[GradientStatisticsLogger(**kwargs)])
+
+
+def test_foreign_csv_is_not_appended_to(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    model = tiny_model(keras_eql.SigmoidEQL())
+    features, labels = tiny_data()
+    with pytest.raises(ValueError, match="other.csv"):
+        model.fit(features, labels, verbose=0, callbacks=[GradientStatisticsLogger(csv_path=str(path))])
+    assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_benchmark_smoke_run():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "callback_overhead.py"), "--smoke"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "overhead ratio" in result.stdout
