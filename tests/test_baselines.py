@@ -10,7 +10,6 @@ logit adjustment) and an XLA-compiled `fit`.
 import doctest
 import inspect
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -30,9 +29,7 @@ from keras_eql.baselines import (
 )
 
 TESTS = pathlib.Path(__file__).resolve().parent
-# The project's copy of the golden vectors, else the shared originals beside the checkout.
-GOLDEN_DIRS = [pathlib.Path(p) for p in (os.environ.get("KERAS_EQL_GOLDEN_DIR"),) if p] + [
-    TESTS / "golden", TESTS.parent.parent / "shared" / "golden"]
+GOLDEN_EQL_V1 = TESTS / "golden" / "golden_eql_v1.npz"  # the project's copy of the golden vectors
 
 
 # ---------------------------------------------------------------- NumPy references (float64)
@@ -318,11 +315,7 @@ def test_eql_v1_without_rare_classes_is_summed_bce():
 
 # ---------------------------------------------------------------- golden parity
 def test_eql_v1_matches_golden_vectors():
-    found = [d / "golden_eql_v1.npz" for d in GOLDEN_DIRS if (d / "golden_eql_v1.npz").exists()]
-    if not found:
-        pytest.skip(f"golden_eql_v1.npz not found in {[str(d) for d in GOLDEN_DIRS]} (set KERAS_EQL_GOLDEN_DIR)")
-    path = found[0]
-    golden = np.load(path)
+    golden = np.load(GOLDEN_EQL_V1)
     assert json.loads(str(golden["meta"]))["loss"] == "eql_v1"
     loss = EQLv1(rare_mask=golden["rare_mask"])
     for step in range(golden["loss"].shape[0]):
@@ -442,19 +435,27 @@ def test_bad_arguments_raise_naming_loss_and_value():
             build()
 
 
-BAD_INPUTS = [
-    (lambda: SeesawLoss(), [0, 4], np.zeros((2, 4)), "SeesawLoss: label 4.0 is out of range; expected an integer in 0..3"),
-    (lambda: SeesawLoss(objectness=True), [0, 5], np.zeros((2, 6)), "SeesawLoss: label 5.0 is out of range.*0..4 .4 = background"),
+BAD_INPUTS = [  # (loss, labels, logits, expected message)
+    (lambda: SeesawLoss(), [0, 4], np.zeros((2, 4)),
+     "SeesawLoss: label 4.0 is out of range; expected an integer in 0..3"),
+    (lambda: SeesawLoss(objectness=True), [0, 5], np.zeros((2, 6)),
+     "SeesawLoss: label 5.0 is out of range.*0..4 .4 = background"),
     (lambda: LogitAdjustedLoss(class_priors=[1, 1, 1]), [0], np.zeros((1, 4)),
      "LogitAdjustedLoss 'logit_adjusted_loss': logits have 4 class columns but the loss has 3"),
-    (lambda: EQLv1(rare_mask=[0, 1]), [0], np.zeros((1, 3)), "EQLv1 'eql_v1': logits have 3 columns but the rare-class mask has 2"),
-    (lambda: ClassBalancedLoss([2, 1]), [0], np.zeros((1, 3)), "ClassBalancedLoss 'class_balanced_loss': logits have 3 columns but 2"),
-    (lambda: ClassBalancedLoss([2, 1]), [1.5], np.zeros((1, 2)), "ClassBalancedLoss: label 1.5 is out of range"),
-    (lambda: EQLv1(rare_mask=[0, 1]), np.array([[0.5, 0.0]]), np.zeros((1, 2)), "EQLv1: dense target 0.5 is not 0 or 1"),
-    (lambda: SeesawLoss(), np.array([[1.0, 1.0, 0.0]]), np.zeros((1, 3)), "SeesawLoss: a dense target row has 2.0 positives"),
+    (lambda: EQLv1(rare_mask=[0, 1]), [0], np.zeros((1, 3)),
+     "EQLv1 'eql_v1': logits have 3 columns but the rare-class mask has 2"),
+    (lambda: ClassBalancedLoss([2, 1]), [0], np.zeros((1, 3)),
+     "ClassBalancedLoss 'class_balanced_loss': logits have 3 columns but 2"),
+    (lambda: ClassBalancedLoss([2, 1]), [1.5], np.zeros((1, 2)),
+     "ClassBalancedLoss: label 1.5 is out of range"),
+    (lambda: EQLv1(rare_mask=[0, 1]), np.array([[0.5, 0.0]]), np.zeros((1, 2)),
+     "EQLv1: dense target 0.5 is not 0 or 1"),
+    (lambda: SeesawLoss(), np.array([[1.0, 1.0, 0.0]]), np.zeros((1, 3)),
+     "SeesawLoss: a dense target row has 2.0 positives"),
     (lambda: SeesawLoss(objectness=True), np.array([[1.0, 0.0, 0.0, 1.0]]), np.zeros((1, 4)),
      "SeesawLoss: a dense target row has 1.0 class positives or an objectness pair that disagrees"),
-    (lambda: BalancedSoftmax(), [0], np.zeros((1, 2), np.int32), "BalancedSoftmax: logits .* must be a floating-point tensor"),
+    (lambda: BalancedSoftmax(), [0], np.zeros((1, 2), np.int32),
+     "BalancedSoftmax: logits .* must be a floating-point tensor"),
 ]
 
 
