@@ -129,6 +129,9 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     def __call__(self, y_true, y_pred, sample_weight=None):
         _targets.check_logits_dtype(type(self).__name__, y_pred)
         loss = super().__call__(y_true, y_pred, sample_weight)
+        if self.reduction not in (None, "none") and loss.shape.rank:
+            # Keras returns an empty batch unreduced; its loss is 0.
+            loss = tf.reduce_sum(loss)
         if self._records_upstream():
             loss = self._statistics.record_upstream(loss)
         return loss
@@ -164,11 +167,16 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             labels, valid = None, None
         with tf.control_dependencies(checks):
             logits = tf.identity(y_pred)
-        if self.update_statistics:
-            logits = self._statistics.capture(
-                logits, targets > 0.0, unscale=self._records_upstream())
+        counted = logits
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
+            counted = tf.where(valid[..., None], logits, tf.zeros_like(logits))
+        if self.update_statistics:
+            inputs_finite = tf.reduce_all(tf.math.is_finite(counted))
+            logits = self._statistics.capture(
+                logits, targets > 0.0, unscale=self._records_upstream(),
+                inputs_finite=tf.stop_gradient(inputs_finite))
+        if valid is not None:
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         ratio = tf.stop_gradient(self._statistics.ratio())
         losses = self._row_loss(targets, labels, tf.cast(logits, tf.float32), ratio)

@@ -120,7 +120,11 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         self.negative.assign(np.asarray(negative, np.float32))
         self.steps.assign(np.asarray(steps, np.float32))
 
-    def _accumulate(self, positive, negative):
+    def _accumulate(self, positive, negative, inputs_finite):
+        # A non-finite input anywhere makes this replica's increments NaN, and
+        # the replica sum carries the NaN to every replica: one global verdict.
+        if inputs_finite is not None:
+            positive = tf.where(inputs_finite, positive, np.nan)
         positive, negative = all_reduce_sum(positive, negative)
         finite = tf.logical_and(
             tf.reduce_all(tf.math.is_finite(positive)),
@@ -139,7 +143,7 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             self.steps.assign_add(tf.cast(finite, tf.float32)),
         ]
 
-    def accumulate(self, gradient, positive_mask, *, unscale):
+    def accumulate(self, gradient, positive_mask, *, unscale, inputs_finite=None):
         """Ops that fold one step's gradient w.r.t. the logits into the sums.
 
         Call it inside a backward function, once per step.
@@ -149,6 +153,8 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
                 the first `num_classes` columns count (objectness is last).
             positive_mask: 0/1 tensor broadcastable to `gradient`.
             unscale: divide by the factor recorded by `record_upstream`.
+            inputs_finite: optional scalar bool; when False (a NaN/inf logit,
+                whose gradient may still be finite) the step adds nothing.
 
         Returns:
             A list of update ops to depend on.
@@ -169,9 +175,9 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         mask = mask[:, : self.num_classes]
         positive = tf.reduce_sum(magnitude * mask, axis=0)
         negative = tf.reduce_sum(magnitude * (1.0 - mask), axis=0)
-        return updates + self._accumulate(positive, negative)
+        return updates + self._accumulate(positive, negative, inputs_finite)
 
-    def capture(self, logits, positive_mask, *, unscale):
+    def capture(self, logits, positive_mask, *, unscale, inputs_finite=None):
         """Identity on `logits` that runs `accumulate` in the backward pass.
 
         Returns:
@@ -182,7 +188,8 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         @tf.custom_gradient
         def _identity(z):
             def grad(upstream):
-                updates = self.accumulate(upstream, positive_mask, unscale=unscale)
+                updates = self.accumulate(upstream, positive_mask, unscale=unscale,
+                                          inputs_finite=inputs_finite)
                 with tf.control_dependencies(updates):
                     return tf.identity(upstream)
 
