@@ -5,9 +5,19 @@ accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
 """
 
-from keras_eql import functional
+from keras_eql import baselines, functional
 from keras_eql._base import EqualizationLoss
 from keras_eql._statistics import GradientStatistics
+from keras_eql.baselines import (
+    EQLv1,
+    BalancedSoftmax,
+    ClassBalancedLoss,
+    LogitAdjustedLoss,
+    SeesawLoss,
+    class_balanced_weights,
+    logit_adjust,
+    seesaw_scores,
+)
 from keras_eql.functional import sigmoid_eql_scores
 from keras_eql.layers import SigmoidEQLScores
 from keras_eql.losses import (
@@ -16,10 +26,22 @@ from keras_eql.losses import (
     SigmoidEQL,
     SoftmaxEQL,
 )
+from keras_eql.registry import available_losses, get
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BalancedSoftmax",
+    "ClassBalancedLoss",
+    "EQLv1",
+    "LogitAdjustedLoss",
+    "SeesawLoss",
+    "available_losses",
+    "baselines",
+    "class_balanced_weights",
+    "get",
+    "logit_adjust",
+    "seesaw_scores",
     "EqualizationLoss",
     "EqualizedFocalLoss",
     "EqualizedQualityFocalLoss",
