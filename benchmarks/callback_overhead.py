@@ -112,7 +112,8 @@ def describe_machine():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks the script works")
     parser.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions of every variant")
@@ -130,8 +131,8 @@ def main(argv=None):
         data = long_tailed_images(max_per_class=5000, imbalance=100, side=28)
 
     print(describe_machine())
-    print(f"model {args.model}, {len(data[1])} rows, batch {args.batch_size}, jit_compile={args.jit_compile}, "
-          f"{args.epochs} epochs x {args.repeats} repetitions")
+    print(f"model {args.model}, {len(data[1])} rows, batch {args.batch_size}, "
+          f"jit_compile={args.jit_compile}, {args.epochs} epochs x {args.repeats} repetitions")
     steady = {variant: [] for variant in VARIANTS}
     first = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as log_root:
@@ -147,7 +148,8 @@ def main(argv=None):
     for variant in VARIANTS:
         median = statistics.median(steady[variant])
         print(f"{variant:16s} median epoch {median:.3f} s, overhead ratio {median / baseline:.3f} "
-              f"({median - baseline:+.3f} s/epoch), first epoch median {statistics.median(first[variant]):.3f} s")
+              f"({median - baseline:+.3f} s/epoch), "
+              f"first epoch median {statistics.median(first[variant]):.3f} s")
 
 
 if __name__ == "__main__":

@@ -81,9 +81,9 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
     Example:
         >>> import keras, keras_eql, numpy as np
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> model.compile("sgd", loss=keras_eql.SoftmaxEQL(), jit_compile=True)
+        >>> model.compile("sgd", loss=keras_eql.SoftmaxEQL())
         >>> logger = keras_eql.callbacks.GradientStatisticsLogger(class_counts=[6, 1, 1])
-        >>> history = model.fit(np.ones((8, 4)), [0, 0, 0, 0, 0, 0, 1, 2],
+        >>> history = model.fit(np.ones((8, 4)), np.array([0, 0, 0, 0, 0, 0, 1, 2]),
         ...                     verbose=0, callbacks=[logger])
         >>> sorted(key for key in history.history if "ratio" in key)
         ['softmax_eql_ratio_head', 'softmax_eql_ratio_medium', 'softmax_eql_ratio_tail']
@@ -93,7 +93,9 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         super().__init__()
         if every_n_steps is not None and (
                 isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1):
-            raise ValueError(f"GradientStatisticsLogger: every_n_steps must be a positive int or None, got {every_n_steps!r}.")
+            raise ValueError(
+                "GradientStatisticsLogger: every_n_steps must be a positive int or None, "
+                f"got {every_n_steps!r}.")
         for label, value in (("log_dir", log_dir), ("csv_path", csv_path)):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"GradientStatisticsLogger: {label} must be a path or None, got {value!r}.")
@@ -115,13 +117,17 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._losses = find_equalization_losses(getattr(self.model, "loss", None))
         if not self._losses:
-            self._warn_once("no_loss", "GradientStatisticsLogger: the model has no keras_eql loss; nothing will be logged.")
+            self._warn_once(
+                "no_loss",
+                "GradientStatisticsLogger: the model has no keras_eql loss; nothing will be logged.")
             return
         tags = [tag for tag, _ in self._losses]
         for label, value in (("class_counts", self.class_counts), ("class_names", self.class_names)):
             unknown = sorted(set(value) - set(tags)) if isinstance(value, dict) else []
             if unknown:
-                raise ValueError(f"GradientStatisticsLogger: {label} has keys {unknown} that match no loss; losses are {tags}.")
+                raise ValueError(
+                    f"GradientStatisticsLogger: {label} has keys {unknown} that match no "
+                    f"loss; losses are {tags}.")
         for tag, loss in self._losses:
             if loss.num_classes is not None:
                 self._class_info(tag, loss.num_classes)
@@ -197,13 +203,13 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
                      for index, name in enumerate(GROUP_NAMES) if np.any(groups == index)}
             if logs is not None:
                 logs.update({f"{tag}_ratio_{name}": mean for name, mean in means.items()})
-            if not repeated:  # nothing trained since the last write
+            if not repeated:  # nothing has trained since the last write
                 csv_rows += [
                     (self._epoch, step, tag, index, names[index], GROUP_NAMES[groups[index]],
                      *(repr(float(stats[key][index])) for key in ("positive", "negative", "ratio")))
                     for index in range(loss.num_classes)]
                 self._write_summaries(tag, step, stats, means)
-            if with_image:
+            if with_image and not repeated:
                 self._write_image(tag, step, stats, counts, names)
         if self._writer is not None:
             self._writer.flush()

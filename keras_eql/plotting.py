@@ -65,7 +65,8 @@ def _as_statistics(stats_or_loss):
     stats = {key: np.asarray(stats_or_loss[key], np.float64) for key, _ in STATISTICS_PANELS}
     shapes = {key: value.shape for key, value in stats.items()}
     if len(set(shapes.values())) != 1 or stats["ratio"].ndim != 1 or stats["ratio"].size == 0:
-        raise ValueError(f"plot_gradient_statistics: expected three equal 1-D non-empty arrays, got shapes {shapes}.")
+        raise ValueError(
+            f"plot_gradient_statistics: expected three equal 1-D non-empty arrays, got shapes {shapes}.")
     return stats
 
 
@@ -165,20 +166,22 @@ def plot_ratio_history(csv_path, *, loss_name=None, classes=None, groups=None):
         A `matplotlib.figure.Figure` of 640 x 360 pixels (8 x 4.5 in, 80 dpi).
 
     Example:
-        >>> import keras, keras_eql, numpy as np
+        >>> import os, tempfile, keras, keras_eql, numpy as np
+        >>> from keras_eql.callbacks import GradientStatisticsLogger
+        >>> path = os.path.join(tempfile.mkdtemp(), "ratios.csv")
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         >>> model.compile("sgd", loss=keras_eql.SoftmaxEQL())
-        >>> logger = keras_eql.callbacks.GradientStatisticsLogger(csv_path="ratios.csv")
         >>> _ = model.fit(np.ones((8, 4)), np.arange(8) % 3, epochs=2, verbose=0,
-        ...               callbacks=[logger])
-        >>> figure = plot_ratio_history("ratios.csv", classes=[0], groups=["tail"])
+        ...               callbacks=[GradientStatisticsLogger(csv_path=path)])
+        >>> figure = plot_ratio_history(path, classes=[0], groups=["tail"])
         >>> [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
         ['class 0', 'tail (mean)']
     """
     rows = _read_history(csv_path)
     losses = sorted({row["loss"] for row in rows})
     if loss_name is None and len(losses) > 1:
-        raise ValueError(f"plot_ratio_history: {csv_path!r} holds losses {losses}; pick one with `loss_name`.")
+        raise ValueError(
+            f"plot_ratio_history: {csv_path!r} holds losses {losses}; pick one with `loss_name`.")
     loss_name = losses[0] if loss_name is None else loss_name
     if loss_name not in losses:
         raise ValueError(f"plot_ratio_history: no loss {loss_name!r} in {csv_path!r}; it holds {losses}.")
@@ -188,7 +191,8 @@ def plot_ratio_history(csv_path, *, loss_name=None, classes=None, groups=None):
     for wanted in [] if classes is None else classes:
         matches = {c for (_, c), row in latest.items() if str(wanted) in (row["class"], row["class_name"])}
         if len(matches) != 1:
-            raise ValueError(f"plot_ratio_history: class {wanted!r} matches {len(matches)} classes of {loss_name!r}.")
+            raise ValueError(
+                f"plot_ratio_history: class {wanted!r} matches {len(matches)} classes of {loss_name!r}.")
         (index,) = matches
         series = sorted((step, float(row["ratio"])) for (step, c), row in latest.items() if c == index)
         lines.append((f"class {wanted}", series))

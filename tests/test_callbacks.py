@@ -1,6 +1,7 @@
 """GradientStatisticsLogger: TensorBoard, CSV and `logs` against the loss's own statistics."""
 
 import csv
+import doctest
 import os
 import pathlib
 import subprocess
@@ -19,10 +20,10 @@ import keras_eql  # noqa: E402
 from keras_eql.callbacks import CSV_COLUMNS, GradientStatisticsLogger  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-NUM_CLASSES = 5
+NUM_CLASSES = 7
 # By the documented thresholds (>100 head, 20-100 medium, <20 tail).
-CLASS_COUNTS = [300, 150, 50, 30, 5]
-EXPECTED_GROUPS = {"head": [0, 1], "medium": [2, 3], "tail": [4]}
+CLASS_COUNTS = [300, 200, 150, 50, 30, 5, 2]
+EXPECTED_GROUPS = {"head": [0, 1, 2], "medium": [3, 4], "tail": [5, 6]}
 ROWS, BATCH, EPOCHS, EVERY = 64, 8, 2, 3  # 8 steps per epoch
 
 
@@ -55,7 +56,7 @@ def tiny_model(loss, jit_compile=False, seed=0):
 
 def tiny_data(seed=0):
     rng = np.random.default_rng(seed)
-    labels = rng.choice(NUM_CLASSES, size=ROWS, p=[0.4, 0.25, 0.2, 0.1, 0.05])
+    labels = rng.choice(NUM_CLASSES, size=ROWS, p=[0.3, 0.2, 0.15, 0.15, 0.1, 0.06, 0.04])
     return rng.normal(size=(ROWS, 6)).astype("float32"), labels.astype("int32")
 
 
@@ -110,7 +111,8 @@ def test_tensorboard_scalars_and_histograms_match_statistics(trained):
             values = trained["snapshots"][step][key]
             # Buckets are [left edge, right edge, count] spanning the values.
             assert buckets[:, 2].sum() == NUM_CLASSES
-            np.testing.assert_allclose([buckets[0, 0], buckets[-1, 1]], [values.min(), values.max()], rtol=1e-6)
+            np.testing.assert_allclose(
+                [buckets[0, 0], buckets[-1, 1]], [values.min(), values.max()], rtol=1e-6)
     final = trained["loss"].gradient_statistics()
     last_step = trained["epoch_ends"][-1]
     np.testing.assert_array_equal(trained["snapshots"][last_step]["ratio"], final["ratio"])
@@ -155,9 +157,28 @@ def test_group_means_reach_logs_and_history(trained):
         np.testing.assert_allclose(history[f"sigmoid_eql_ratio_{group}"], expected, rtol=1e-6)
 
 
+def test_every_n_steps_counts_batches_across_multi_step_executions(tmp_path):
+    loss = keras_eql.SigmoidEQL(num_classes=NUM_CLASSES)
+    model = tiny_model(loss)
+    model.compile(keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=2)
+    logger = GradientStatisticsLogger(csv_path=str(tmp_path / "s.csv"), every_n_steps=3)
+    snapshots = StatisticsSnapshots(loss)
+    features, labels = tiny_data()
+    model.fit(features, labels, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+              callbacks=[logger, snapshots])
+    with open(tmp_path / "s.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # Batches begin at steps 0, 2, 4, ...: a log at the first begin past each
+    # multiple of 3, plus the epoch ends 8 and 16.
+    assert sorted({int(row["step"]) for row in rows}) == [4, 6, 8, 10, 12, 16]
+    for row in rows:
+        expected = snapshots.by_step[int(row["step"])]["ratio"][int(row["class"])]
+        assert np.float32(row["ratio"]) == expected
+
+
 def test_groups_follow_positives_without_counts_and_names_are_written(tmp_path):
     loss = keras_eql.SoftmaxEQL(num_classes=NUM_CLASSES)
-    names = ["cat", "dog", "owl", "eel", "yak"]
+    names = ["cat", "dog", "owl", "eel", "yak", "emu", "gnu"]
     logger = GradientStatisticsLogger(csv_path=str(tmp_path / "s.csv"), class_names=names)
     features, labels = tiny_data(seed=1)
     tiny_model(loss).fit(features, labels, batch_size=16, verbose=0, callbacks=[logger])
@@ -165,8 +186,9 @@ def test_groups_follow_positives_without_counts_and_names_are_written(tmp_path):
         rows = list(csv.DictReader(handle))
     positive = loss.gradient_statistics()["positive"]
     ranked = sorted(range(NUM_CLASSES), key=lambda index: -positive[index])  # stable
-    expected = dict(zip(ranked, ["head", "head", "medium", "medium", "tail"]))
-    assert [(row["class_name"], row["group"]) for row in rows] == [(names[i], expected[i]) for i in range(NUM_CLASSES)]
+    expected = dict(zip(ranked, ["head"] * 3 + ["medium"] * 2 + ["tail"] * 2))
+    assert [(row["class_name"], row["group"]) for row in rows] == [
+        (names[index], expected[index]) for index in range(NUM_CLASSES)]
 
 
 def test_every_loss_of_a_multi_output_model_is_logged(tmp_path):
@@ -179,7 +201,8 @@ def test_every_loss_of_a_multi_output_model_is_logged(tmp_path):
         csv_path=str(tmp_path / "s.csv"),
         class_counts={"sigmoid_eql": [500, 50, 5, 1], "sigmoid_eql_2": [500, 50, 5]})
     features = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
-    history = model.fit(features, {"a": np.arange(16) % 5, "b": np.arange(16) % 4}, verbose=0, callbacks=[logger])
+    labels = {"a": np.arange(16) % 5, "b": np.arange(16) % 4}
+    history = model.fit(features, labels, verbose=0, callbacks=[logger])
     with open(tmp_path / "s.csv", newline="") as handle:
         counts = {}
         for row in csv.DictReader(handle):
@@ -215,9 +238,9 @@ def test_bad_arguments_raise(kwargs, fragment):
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(class_counts=[1, 2, 3]), "3 entries"),
-    (dict(class_counts=[1, 2, -3, 4, 5]), "-3"),
-    (dict(class_counts={"other_loss": [1, 2, 3, 4, 5]}), "other_loss"),
-    (dict(class_names=["a", "b"]), "5 names"),
+    (dict(class_counts=[1, 2, -3, 4, 5, 6, 7]), "-3"),
+    (dict(class_counts={"other_loss": [1, 2, 3, 4, 5, 6, 7]}), "other_loss"),
+    (dict(class_names=["a", "b"]), "7 names"),
 ])
 def test_bad_class_information_raises_at_train_begin(kwargs, fragment):
     model = tiny_model(keras_eql.SigmoidEQL(num_classes=NUM_CLASSES))
@@ -243,3 +266,10 @@ def test_benchmark_smoke_run():
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "overhead ratio" in result.stdout
+
+
+def test_docstring_examples_run():
+    import keras_eql.callbacks as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,6 +1,7 @@
 """Frequency groups, GroupedAccuracy against NumPy, grouped COCO AP against pycocotools."""
 
 import contextlib
+import doctest
 import io
 import json
 import os
@@ -75,9 +76,11 @@ def test_grouped_accuracy_equals_numpy_on_random_data():
         batch_weights = rng.uniform(0.1, 2.0, size=50)
         metric.update_state(batch_labels, batch_scores, sample_weight=batch_weights)
         labels.append(batch_labels), scores.append(batch_scores), weights.append(batch_weights)
-    expected = numpy_grouped_accuracy(np.concatenate(labels), np.concatenate(scores), np.concatenate(weights), groups)
+    expected = numpy_grouped_accuracy(
+        np.concatenate(labels), np.concatenate(scores), np.concatenate(weights), groups)
     result = {key: float(value) for key, value in metric.result().items()}
-    assert set(result) == {"grouped_accuracy", "grouped_accuracy_many", "grouped_accuracy_medium", "grouped_accuracy_few"}
+    assert set(result) == {
+        "grouped_accuracy", "grouped_accuracy_many", "grouped_accuracy_medium", "grouped_accuracy_few"}
     np.testing.assert_allclose(
         [result["grouped_accuracy"], result["grouped_accuracy_many"],
          result["grouped_accuracy_medium"], result["grouped_accuracy_few"]],
@@ -107,12 +110,13 @@ def test_grouped_accuracy_in_a_jit_compiled_model_and_serialization():
     labels = rng.integers(0, 3, size=40)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[GroupedAccuracy([500, 50, 5], name="ga")],
-                  jit_compile=True)
+    model.compile("sgd", "sparse_categorical_crossentropy",
+                  metrics=[GroupedAccuracy([500, 50, 5], name="ga")], jit_compile=True)
     results = model.evaluate(features, labels, batch_size=8, verbose=0, return_dict=True)
     expected = numpy_grouped_accuracy(labels, model.predict(features, verbose=0), np.ones(40), np.arange(3))
-    np.testing.assert_allclose([results["ga"], results["ga_many"], results["ga_medium"], results["ga_few"]],
-                               [expected["overall"], expected["many"], expected["medium"], expected["few"]], rtol=1e-5)
+    np.testing.assert_allclose(
+        [results["ga"], results["ga_many"], results["ga_medium"], results["ga_few"]],
+        [expected["overall"], expected["many"], expected["medium"], expected["few"]], rtol=1e-5)
     clone = keras.metrics.deserialize(keras.metrics.serialize(GroupedAccuracy([500, 50, 5], name="ga")))
     assert isinstance(clone, GroupedAccuracy) and clone.class_counts == [500, 50, 5] and clone.name == "ga"
 
@@ -222,3 +226,10 @@ def test_grouped_ap_bad_inputs(kwargs, fragment):
         grouped_coco_ap(truth, results, **kwargs)
     with pytest.raises(ValueError, match="results must be a list"):
         grouped_coco_ap(truth, {"not": "a list"}, train_image_counts=TRAIN_IMAGE_COUNTS)
+
+
+def test_docstring_examples_run():
+    import keras_eql.metrics as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

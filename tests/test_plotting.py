@@ -1,6 +1,7 @@
 """plot_gradient_statistics and plot_ratio_history: content, PNG size, headless use."""
 
 import csv
+import doctest
 import io
 import os
 import pathlib
@@ -152,7 +153,8 @@ def test_plots_render_headless_under_agg_without_pyplot_figures(tmp_path):
     result = run_python(f"""
         import matplotlib, matplotlib.pyplot as plt
         from keras_eql.plotting import figure_to_png, plot_gradient_statistics
-        figure = plot_gradient_statistics({{"positive": [3.0, 1.0], "negative": [6.0, 9.0], "ratio": [0.5, 0.1]}})
+        figure = plot_gradient_statistics(
+            {{"positive": [3.0, 1.0], "negative": [6.0, 9.0], "ratio": [0.5, 0.1]}})
         open({str(tmp_path / "out.png")!r}, "wb").write(figure_to_png(figure))
         print(matplotlib.get_backend().lower(), plt.get_fignums())
     """, MPLBACKEND="Agg")
@@ -183,3 +185,10 @@ def test_without_matplotlib_plots_explain_and_the_logger_skips_images(tmp_path):
     assert "ImportError: keras_eql.plotting needs matplotlib: pip install 'keras-eql[plot]'." in result.stdout
     assert "warnings: 1" in result.stdout
     assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_docstring_examples_run():
+    import keras_eql.plotting as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
