@@ -79,7 +79,7 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         self.positive = _variable(zeros, f"{name}/positive_gradients", on_write)
         self.negative = _variable(zeros, f"{name}/negative_gradients", on_write)
         self.steps = _variable(0.0, f"{name}/steps", on_write)
-        # Per replica and never saved: each replica's own upstream factor.
+        # Per replica and not part of the Keras saving hooks: a scratch value.
         self._upstream = _variable(
             1.0, f"{name}/upstream_factor", tf.VariableSynchronization.ON_READ
         )
