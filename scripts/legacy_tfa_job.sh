@@ -80,7 +80,7 @@ tf.get_logger().setLevel("ERROR")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import tensorflow_addons as tfa
-for message in dict.fromkeys(str(w.message).strip().splitlines()[0] for w in caught):
+for message in dict.fromkeys(" ".join(str(w.message).split())[:240] for w in caught):
     print(f"tfa warning: {message}")
 print(f"tensorflow {tf.__version__}, tensorflow-addons {tfa.__version__}, numpy {np.__version__}")
 
