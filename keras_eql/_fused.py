@@ -6,20 +6,25 @@ then reduces the gradient in separate masked passes. Here each loss is one
 `tf.custom_gradient`:
 
 * the forward pass computes the element losses `E` from one `exp(-|z|)` and
-  one `log1p` shared by every log-sigmoid, then sums each row;
+  one `log1p` (as a `log`, see `_log1p`) shared by every log-sigmoid, then
+  sums each row;
 * the backward pass writes the gradient w.r.t. the logits from `E` itself and
   the sigmoids (one reciprocal, no further exp or log: e.g. for the focal
   losses `dE/dx = -E (gamma_j sigmoid(x) + sigmoid(-x) / softplus(-x))`);
-* the statistics, when asked for, come from the same backward pass: with
-  integer labels the positives are one gathered element per row and the
-  negatives one matrix-vector product with the gradient, so no mask and no
-  `|g|` copy of the `(N, K)` gradient is built.
+* the statistics, when asked for, come from the same backward pass: the
+  positives are one gathered element per row, summed by segment, and the
+  negatives one matrix-vector product of `|dy|` with the negatives' local
+  gradients; nothing is subtracted, so small sums keep their precision.
 
 Each function returns the per-ROW loss (the sigmoid losses summed over the
 class axis, Softmax-EQL per row) and takes either dense targets `(..., K)` or
 integer class ids `(...)`; an id outside `[0, K)` (the background label)
-is an all-negative row. Two optional hooks run in the backward pass and
-return update ops that the returned gradient depends on:
+is an all-negative row. Integer ids are compared with a class iota, never
+turned into a float one-hot. Dense targets with at most one positive per row
+(one-hot, one-hot times an IoU score) are recognised by one matrix product
+and take the same path as ids; other dense targets take a general path.
+Two optional hooks run in the backward pass and return update ops that the
+returned gradient depends on:
 
 * `on_gradient(gradient)`: the float32 gradient of the total w.r.t. the
   logits, `(..., K)`.
@@ -67,14 +72,25 @@ def _shared_exp(z):
     return tf.exp(-tf.abs(z))
 
 
+def _log1p(e):
+    """`log(1 + e)` for `e` in [0, 1], within a few ulp.
+
+    Goldberg's `log(u) * e / (u - 1)`, `u = 1 + e`: the division undoes the
+    rounding of `u`. XLA's CPU `log1p` costs about three `log`s; this one
+    `log` and one division.
+    """
+    u = 1.0 + e
+    return tf.where(tf.equal(u, 1.0), e, tf.math.log(u) * (e / (u - 1.0)))
+
+
 def _neg_log_p_t(x, shared):
     """`-log p_t = softplus(-x)`, finite and exact in both tails."""
-    return tf.nn.relu(-x) + tf.math.log1p(shared)
+    return tf.nn.relu(-x) + _log1p(shared)
 
 
 def _softplus_pair(x, shared):
     """`softplus(-x)` and `softplus(x)` (`-log p_t`, `-log q_t`) from one log1p."""
-    log_term = tf.math.log1p(shared)
+    log_term = _log1p(shared)
     return tf.nn.relu(-x) + log_term, tf.nn.relu(x) + log_term
 
 
@@ -154,65 +170,94 @@ class _Focal(_BinaryMath):
         return -loss * (self.classes["focusing"] * p_t + tail)
 
 
-# -- backward pass and statistics -------------------------------------------------
+class _QualityFocal:
+    """EQFL at a positive of quality `y` in (0, 1]: `E = w_j |y - p|**gamma_j BCE(z, y)`.
+
+    `dE/dz = E (gamma_j p q / (p - y) + (p - y) / BCE)`. Element-wise in `z`
+    (not the signed `x`) with `(K,)` or gathered class vectors, like
+    `_BinaryMath`.
+    """
+
+    def __init__(self, classes):
+        self.classes = classes
+
+    def gather(self, index):
+        return _QualityFocal({k: tf.gather(v, index) for k, v in self.classes.items()})
+
+    def _parts(self, z, quality, shared):
+        neg_log_p, neg_log_q = _softplus_pair(z, shared)
+        p, q = _p_t_and_q_t(z, shared)
+        return quality * neg_log_p + (1.0 - quality) * neg_log_q, p, q
+
+    def loss(self, z, quality, shared):
+        bce, p, _ = self._parts(z, quality, shared)
+        modulating = tf.exp(self.classes["focusing"] * tf.math.log(tf.abs(p - quality)))
+        return self.classes["weighting"] * modulating * bce
+
+    def gradient(self, z, quality, shared, loss):
+        bce, p, q = self._parts(z, quality, shared)
+        difference = p - quality
+        # Where p == y the loss is 0 and so is every term.
+        return loss * (self.classes["focusing"] * _safe_divide(p * q, difference, 0.0)
+                       + _safe_divide(difference, bce, 0.0))
 
 
-def _column_sum(matrix, weights, width, num_classes):
+# -- statistics and the returned gradient --------------------------------------------
+
+
+def _column_sum(matrix, weights, num_classes):
     """`sum_i weights_i matrix_ij` over the first `num_classes` columns (one matvec)."""
-    return tf.linalg.matvec(_as_rows(matrix, width), weights, transpose_a=True)[:num_classes]
+    return tf.linalg.matvec(matrix, weights, transpose_a=True)[:num_classes]
 
 
-def _backward(local, positive, upstream, *, labels, label_local, num_classes,
-              on_gradient, on_column_sums):
-    """The gradient `local * dy` and the update ops of the hooks.
+def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_classes, sums):
+    """The gradient `local * dy` and, if `sums`, the statistics' column sums.
 
-    For the statistics, every negative's local gradient is `>= 0` (true for
-    all four losses), so the negatives' `sum_i |dy_i| |local_ij|` is one
-    matrix-vector product with the positives zeroed. The positives are one
-    element per row with integer labels (gathered by `label_local`, summed by
-    segment), otherwise a second masked matrix-vector product. Nothing is
-    subtracted, so small sums keep their relative precision.
+    Every negative's local gradient is `>= 0` (true for all four losses), so
+    the negatives' `sum_i |dy_i| |local_ij|` is one matrix-vector product
+    with the positives zeroed. With labels the positives are one element per
+    row (`at_label`, summed by segment), otherwise a second masked product.
 
     Args:
-        local: `(..., K)` float32 derivative of each row's loss w.r.t. its logits.
-        positive: boolean `(..., K)` positive mask.
-        upstream: `(...)` float32 upstream gradient of the rows.
-        labels: `(...)` integer ids for the sparse path, or None.
-        label_local: callable from clipped ids `(R,)` to `local` at them `(R,)`.
+        local: `(R, K)` float32 derivative of each row's loss w.r.t. its logits.
+        positive: boolean `(R, K)` positive mask.
+        upstream: `(R,)` float32 upstream gradient of the rows.
+        labels: `(R,)` integer ids, or None.
+        at_label: `(R,)` `local` at each row's label (any value for rows whose
+            id is out of range), or None.
         num_classes: number of leading columns with statistics.
-        on_gradient, on_column_sums: the hooks (module docstring).
+        sums: whether to build the column sums (else they are zeros).
 
     Returns:
-        `(gradient, updates)`.
+        `(gradient, positive_sum, negative_sum)`.
     """
-    width = local.shape[-1]
-    dy = upstream[..., None]
-    if on_column_sums is None:
-        gradient = local * dy
-        updates = []
-    else:
-        weights = tf.abs(tf.reshape(upstream, [-1]))
-        negatives = tf.where(positive, 0.0, local)
-        negative_sum = _column_sum(negatives, weights, width, num_classes)
-        if labels is None:
-            gradient = local * dy
-            positive_sum = _column_sum(
-                tf.where(positive, tf.abs(local), 0.0), weights, width, num_classes)
-        else:
-            flat_labels = tf.reshape(labels, [-1])
-            at_label = label_local(tf.clip_by_value(flat_labels, 0, width - 1))
-            # Built from `negatives` so that XLA keeps one (N, K) pass.
-            gradient = tf.where(
-                positive, tf.reshape(at_label, tf.shape(upstream))[..., None], negatives) * dy
-            counted = (flat_labels >= 0) & (flat_labels < num_classes)
-            # Rows without a counted positive go to an extra, dropped segment.
-            segments = tf.where(counted, tf.cast(flat_labels, tf.int32), num_classes)
-            positive_sum = tf.math.unsorted_segment_sum(
-                tf.abs(at_label) * weights, segments, num_classes + 1)[:num_classes]
-        updates = list(on_column_sums(positive_sum, negative_sum))
+    dy = upstream[:, None]
+    if not sums:
+        zeros = tf.zeros([num_classes])
+        return local * dy, zeros, zeros
+    weights = tf.abs(upstream)
+    negatives = tf.where(positive, 0.0, local)
+    negative_sum = _column_sum(negatives, weights, num_classes)
+    if labels is None:
+        positive_sum = _column_sum(tf.where(positive, tf.abs(local), 0.0), weights, num_classes)
+        return local * dy, positive_sum, negative_sum
+    # Rebuilt from `negatives` so that XLA writes the gradient in one pass.
+    gradient = tf.where(positive, at_label[:, None], negatives) * dy
+    counted = (labels >= 0) & (labels < num_classes)
+    # Rows without a counted positive go to an extra segment, dropped.
+    segments = tf.where(counted, tf.cast(labels, tf.int32), num_classes)
+    positive_sum = tf.math.unsorted_segment_sum(
+        tf.abs(at_label) * weights, segments, num_classes + 1)[:num_classes]
+    return gradient, positive_sum, negative_sum
+
+
+def _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums):
+    updates = []
+    if on_column_sums is not None:
+        updates += list(on_column_sums(positive_sum, negative_sum))
     if on_gradient is not None:
         updates += list(on_gradient(gradient))
-    return gradient, updates
+    return updates
 
 
 def _with_dependencies(gradient, updates, dtype):
@@ -223,45 +268,146 @@ def _with_dependencies(gradient, updates, dtype):
 
 
 def _gather_rows(matrix, index):
-    """`matrix[i, index_i]` of a `(..., K)` tensor and `(R,)` indices."""
-    return tf.gather(_as_rows(matrix, matrix.shape[-1]), index[:, None], batch_dims=1)[:, 0]
+    """`matrix[i, index_i]` of an `(R, K)` tensor and `(R,)` indices."""
+    return tf.gather(matrix, index[:, None], batch_dims=1)[:, 0]
 
 
-# -- the custom gradient of the sigmoid losses --------------------------------------
+# -- the two paths of the sigmoid losses ------------------------------------------------
 
 
-def _binary_rows(targets, logits, math, *, num_classes, on_gradient, on_column_sums):
-    """Row sums of a `_BinaryMath` loss with its fused backward pass."""
+def _single_positive_labels(targets):
+    """Ids and values of dense `(R, K)` targets if no row has two positives.
+
+    One matrix product gives each row's sum and its column-weighted sum; the
+    column of a single positive is their ratio, confirmed by gathering it.
+
+    Returns:
+        `(labels, values, single)`: `(R,)` ids (`K` for an all-zero row), the
+        target at that id, and whether every row has at most one positive.
+    """
+    width = targets.shape[-1]
+    columns = tf.stack([tf.ones([width]), tf.range(width, dtype=tf.float32)], 1)
+    total, weighted = tf.unstack(tf.matmul(targets, columns), axis=1)
+    nonzero = total > 0.0
+    column = tf.cast(tf.round(weighted / tf.where(nonzero, total, 1.0)), tf.int32)
+    column = tf.clip_by_value(column, 0, width - 1)
+    values = _gather_rows(targets, column)
+    single = tf.reduce_all(tf.logical_not(nonzero) | tf.equal(values, total))
+    return tf.where(nonzero, column, width), values, single
+
+
+class _LabelPath:
+    """Targets as one id per row (and, for EQFL, the quality at that id)."""
+
+    def __init__(self, labels, quality, math, quality_math):
+        self.labels, self.quality = labels, quality
+        self.math, self.quality_math = math, quality_math
+
+    def _setup(self, z):
+        width = z.shape[-1]
+        self.index = tf.clip_by_value(self.labels, 0, width - 1)
+        self.positive = tf.equal(self.labels[:, None], tf.range(width, dtype=self.labels.dtype))
+        self.at_z = _gather_rows(z, self.index)
+
+    def forward(self, z):
+        self._setup(z)
+        loss = self.math.loss(tf.where(self.positive, z, -z), self.positive, _shared_exp(z))
+        if self.quality is not None:
+            at_loss = self.quality_math.gather(self.index).loss(
+                self.at_z, self.quality, _shared_exp(self.at_z))
+            loss = tf.where(self.positive, at_loss[:, None], loss)
+        return loss
+
+    def backward(self, z, loss, upstream, num_classes, sums):
+        self._setup(z)
+        x = tf.where(self.positive, z, -z)
+        d_x = self.math.gradient(x, self.positive, _shared_exp(z), loss)
+        local = tf.where(self.positive, d_x, -d_x)
+        # The label column's derivative from gathered inputs, so that XLA
+        # keeps the (R, K) gradient a single fusion.
+        at_loss, at_shared = _gather_rows(loss, self.index), _shared_exp(self.at_z)
+        if self.quality is None:
+            at_label = self.math.gather(self.index).gradient(self.at_z, True, at_shared, at_loss)
+        else:
+            at_label = self.quality_math.gather(self.index).gradient(
+                self.at_z, self.quality, at_shared, at_loss)
+            local = tf.where(self.positive, at_label[:, None], local)
+        return _gradient_and_sums(local, self.positive, upstream, labels=self.labels,
+                                  at_label=at_label, num_classes=num_classes, sums=sums)
+
+
+class _DensePath:
+    """Any dense targets: positives where the target is > 0."""
+
+    def __init__(self, targets, math, quality_math):
+        self.targets, self.math, self.quality_math = targets, math, quality_math
+
+    def forward(self, z):
+        # The mask is built here, inside the branch: only this path reads it.
+        positive, shared = self.targets > 0.0, _shared_exp(z)
+        if self.quality_math is None:
+            return self.math.loss(tf.where(positive, z, -z), positive, shared)
+        return tf.where(positive, self.quality_math.loss(z, self.targets, shared),
+                        self.math.loss(-z, False, shared))
+
+    def backward(self, z, loss, upstream, num_classes, sums):
+        positive, shared = self.targets > 0.0, _shared_exp(z)
+        if self.quality_math is None:
+            d_x = self.math.gradient(tf.where(positive, z, -z), positive, shared, loss)
+            local = tf.where(positive, d_x, -d_x)
+        else:
+            local = tf.where(positive,
+                             self.quality_math.gradient(z, self.targets, shared, loss),
+                             -self.math.gradient(-z, False, shared, loss))
+        return _gradient_and_sums(local, positive, upstream, labels=None, at_label=None,
+                                  num_classes=num_classes, sums=sums)
+
+
+def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
+                 on_gradient, on_column_sums):
+    """Row sums of a sigmoid loss with its fused backward pass.
+
+    Args:
+        targets: integer ids `(...)` or dense targets `(..., K)`.
+        logits: `(..., K)`.
+        math: `_BinaryMath` of the loss (of the negatives only for EQFL).
+        quality_math: `_QualityFocal` for EQFL's positives, else None.
+        num_classes: leading columns with statistics (default K).
+        on_gradient, on_column_sums: the hooks (module docstring).
+    """
     width = logits.shape[-1]
-    labels = targets if targets.dtype.is_integer else None
-    if labels is not None:
-        positive = tf.equal(labels[..., None], tf.range(width, dtype=labels.dtype))
-    else:
-        positive = _float32(targets) > 0.0
     num_classes = width if num_classes is None else int(num_classes)
+    sums = on_column_sums is not None
+    if targets.dtype.is_integer:
+        single = None
+        paths = [_LabelPath(tf.reshape(targets, [-1]), None, math, None)]
+    else:
+        dense = _as_rows(_float32(targets), width)
+        labels, values, single = _single_positive_labels(dense)
+        quality = values if quality_math is not None else None
+        paths = [_LabelPath(labels, quality, math, quality_math),
+                 _DensePath(dense, math, quality_math)]
+
+    def either(run):
+        """`run(path)` on the label path, or on the dense path if a row has two positives."""
+        if single is None:
+            return run(paths[0])
+        return tf.cond(single, lambda: run(paths[0]), lambda: run(paths[1]))
 
     @tf.custom_gradient
     def rows(z):
-        z32 = _float32(z)
-        x = tf.where(positive, z32, -z32)
-        shared = _shared_exp(z32)
-        loss = math.loss(x, positive, shared)
-
-        def label_local(index):
-            # The label column's derivative again, from gathered inputs.
-            at_label = _gather_rows(z32, index)
-            return math.gather(index).gradient(
-                at_label, True, _shared_exp(at_label), _gather_rows(loss, index))
+        z2 = _as_rows(_float32(z), width)
+        loss = either(lambda path: path.forward(z2))
 
         def backward(upstream):
-            d_x = math.gradient(x, positive, shared, loss)
-            gradient, updates = _backward(
-                tf.where(positive, d_x, -d_x), positive, _float32(upstream),
-                labels=labels, label_local=label_local, num_classes=num_classes,
-                on_gradient=on_gradient, on_column_sums=on_column_sums)
-            return _with_dependencies(gradient, updates, z.dtype)
+            upstream = tf.reshape(_float32(upstream), [-1])
+            gradient, positive_sum, negative_sum = either(
+                lambda path: path.backward(z2, loss, upstream, num_classes, sums))
+            updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
+            gradient = _with_dependencies(gradient, updates, z.dtype)
+            return tf.reshape(gradient, tf.shape(z))
 
-        return tf.reduce_sum(loss, -1), backward
+        return tf.reshape(tf.reduce_sum(loss, -1), tf.shape(z)[:-1]), backward
 
     return rows(logits)
 
@@ -327,7 +473,7 @@ def equalized_focal_loss_rows(targets, logits, *, ratio, alpha=0.25, gamma=2.0,
     if alpha is not None:
         classes["alpha_positive"] = tf.fill([width], float(alpha))
         classes["alpha_negative"] = tf.fill([width], 1.0 - float(alpha))
-    return _binary_rows(targets, logits, _Focal(classes), num_classes=None,
+    return _binary_rows(targets, logits, _Focal(classes),
                         on_gradient=on_gradient, on_column_sums=on_column_sums)
 
 
@@ -337,8 +483,8 @@ def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0,
     """Equalized Quality Focal Loss summed over the class axis, fused backward.
 
     Same value as `tf.reduce_sum(functional.equalized_quality_focal_loss(...), -1)`.
-    Integer ids mean quality 1, where EQFL is EFL without `alpha`; dense
-    quality scores use `_quality_focal_rows`.
+    Negatives are EFL's without `alpha`; so are positives of quality 1
+    (integer ids).
 
     Args:
         targets: quality scores in [0, 1] `(..., C)` or integer ids `(...)`.
@@ -351,47 +497,9 @@ def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0,
         float32 row loss `(...)`.
     """
     classes = _focal_classes(ratio, gamma, scale, logits.shape[-1])
-    if targets.dtype.is_integer:
-        return _binary_rows(targets, logits, _Focal(classes), num_classes=None,
-                            on_gradient=on_gradient, on_column_sums=on_column_sums)
-    return _quality_focal_rows(_float32(targets), logits, classes,
-                               on_gradient=on_gradient, on_column_sums=on_column_sums)
-
-
-def _quality_focal_rows(targets, logits, classes, *, on_gradient, on_column_sums):
-    """EQFL with dense quality targets.
-
-    `E = w_j m BCE(z, y)`, `m = |y - p|**gamma_j` (for negatives `p**gamma_j`,
-    as `exp(gamma_j log p)` in log space), and
-    `dE/dz = E (gamma_j p q / (p - y) + (p - y) / BCE)`; for negatives the
-    first term is `gamma_j q`.
-    """
-    focusing, weighting = classes["focusing"], classes["weighting"]
-    positive = targets > 0.0
-
-    @tf.custom_gradient
-    def rows(z):
-        z32 = _float32(z)
-        shared = _shared_exp(z32)
-        neg_log_p, neg_log_q = _softplus_pair(z32, shared)
-        bce = targets * neg_log_p + (1.0 - targets) * neg_log_q
-        p, q = _p_t_and_q_t(z32, shared)
-        difference = p - targets
-        log_modulating = tf.where(positive, tf.math.log(tf.abs(difference)), -neg_log_p)
-        loss = weighting * tf.exp(focusing * log_modulating) * bce
-
-        def backward(upstream):
-            focal = tf.where(positive, _safe_divide(p * q, difference, 0.0), q)
-            local = loss * (focusing * focal + _safe_divide(difference, bce, 0.0))
-            gradient, updates = _backward(
-                local, positive, _float32(upstream), labels=None, label_local=None,
-                num_classes=local.shape[-1], on_gradient=on_gradient,
-                on_column_sums=on_column_sums)
-            return _with_dependencies(gradient, updates, z.dtype)
-
-        return tf.reduce_sum(loss, -1), backward
-
-    return rows(logits)
+    quality_math = None if targets.dtype.is_integer else _QualityFocal(classes)
+    return _binary_rows(targets, logits, _Focal(classes), quality_math=quality_math,
+                        on_gradient=on_gradient, on_column_sums=on_column_sums)
 
 
 def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
@@ -403,8 +511,9 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
     with `softmax(z + o) - y`.
 
     Args:
-        targets: integer class ids `(...)` in `[0, C)`, or a float
-            distribution `(..., C)`.
+        targets: integer class ids `(...)` in `[0, C)` (an id outside makes
+            its row's loss and gradient NaN and the column sums NaN, as TF's
+            kernel does under XLA), or a float distribution `(..., C)`.
         logits: float tensor `(..., C)`.
         indicator: `(C,)` per-class indicator.
         tau, eps: see `functional.softmax_eql`.
@@ -426,12 +535,11 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
             features=_as_rows(_float32(z), width) + offset, labels=distribution)
 
         def backward(upstream):
-            gradient, updates = _backward(
+            gradient, positive_sum, negative_sum = _gradient_and_sums(
                 local, distribution > 0.0, tf.reshape(_float32(upstream), [-1]),
-                labels=None, label_local=None, num_classes=width,
-                on_gradient=on_gradient, on_column_sums=on_column_sums)
-            gradient = _with_dependencies(gradient, updates, z.dtype)
-            return tf.reshape(gradient, tf.shape(z))
+                labels=None, at_label=None, num_classes=width, sums=on_column_sums is not None)
+            updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
+            return tf.reshape(_with_dependencies(gradient, updates, z.dtype), tf.shape(z))
 
         return tf.reshape(loss, tf.shape(z)[:-1]), backward
 
@@ -453,6 +561,7 @@ def _sparse_softmax_rows(labels, logits, offset, *, on_gradient, on_column_sums)
     """
     width = logits.shape[-1]
     flat_labels = tf.reshape(labels, [-1])
+    valid = (flat_labels >= 0) & (flat_labels < width)
     index = tf.clip_by_value(flat_labels, 0, width - 1)
     positive = tf.equal(flat_labels[:, None], tf.range(width, dtype=flat_labels.dtype))
     offset_max = tf.reduce_max(offset)
@@ -474,25 +583,23 @@ def _sparse_softmax_rows(labels, logits, offset, *, on_gradient, on_column_sums)
         odds = others_sum / tf.where(label_term > 0.0, label_term, 1.0)
         loss = tf.where((label_term > 0.0) & (odds < 1e30), tf.math.log1p(odds),
                         tf.math.log(total) - label_logit)
+        loss = tf.where(valid, loss, np.nan)
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
-            scale = upstream / total
+            # NaN for out-of-range labels: their rows and every column sum.
+            scale = tf.where(valid, upstream / total, np.nan)
             label_local = -others_sum / total
             gradient = tf.where(
                 positive, (label_local * upstream)[:, None], others * scale[:, None])
-            updates = []
+            positive_sum = negative_sum = None
             if on_column_sums is not None:
-                magnitude = tf.abs(upstream)
-                segments = tf.cast(index, tf.int32)
-                updates += list(on_column_sums(
-                    tf.math.unsorted_segment_sum(
-                        tf.abs(label_local) * magnitude, segments, width),
-                    tf.linalg.matvec(others, magnitude / total, transpose_a=True)))
-            if on_gradient is not None:
-                updates += list(on_gradient(gradient))
-            gradient = _with_dependencies(gradient, updates, z.dtype)
-            return tf.reshape(gradient, tf.shape(z))
+                weights = tf.abs(scale)
+                positive_sum = tf.math.unsorted_segment_sum(
+                    tf.abs(label_local * upstream), tf.cast(index, tf.int32), width)
+                negative_sum = _column_sum(others, weights, width)
+            updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
+            return tf.reshape(_with_dependencies(gradient, updates, z.dtype), tf.shape(z))
 
         return tf.reshape(loss, tf.shape(z)[:-1]), backward
 
