@@ -1,0 +1,157 @@
+"""Timing and memory helpers shared by the benchmark scripts.
+
+Nothing here assumes a CPU: on a GPU host the same calls synchronise the
+device before reading the clock and read the allocator's peak instead of the
+process's resident set.
+
+* `interleaved` times every step round-robin (rotating the order each round)
+  so that load drift on a shared machine hits all variants alike, and
+  records both the wall-clock time and the process CPU time of each call.
+  Report medians. On a machine shared with other jobs the wall clock also
+  measures waiting for a core; the CPU time (all threads of this process)
+  measures the work done and is the steadier of the two there.
+* `peak_memory` measures the peak extra memory of one call from TensorFlow's
+  allocator statistics (`tf.config.experimental.get_memory_info`, on the GPU
+  or on the CPU), falling back to the peak resident set on a CPU allocator
+  without statistics.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+def gpus():
+    """Logical GPU devices (empty on a CPU host)."""
+    return tf.config.list_logical_devices("GPU")
+
+
+def synchronize():
+    """Wait for every device to finish the queued work (needed on GPU only)."""
+    if gpus():
+        tf.test.experimental.sync_devices()
+
+
+def machine():
+    """Where and with what a benchmark ran, for the JSON and the tables."""
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    import keras
+
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "gpus": [d.name for d in gpus()],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    }
+
+
+def run_once(step, *args):
+    """Call `step` and wait until its results exist."""
+    result = step(*args)
+    synchronize()
+    return result
+
+
+def interleaved(steps, arguments, *, repeats, warmup, progress=None):
+    """Median-ready wall and CPU times of every step, measured round-robin.
+
+    Args:
+        steps: dict name -> callable.
+        arguments: callable `(name, call_index) -> tuple` giving the call's
+            arguments, built before the clock starts. Giving each call new
+            data (e.g. a new batch of labels) exposes any cost that only a
+            new value causes, such as XLA recompiling for it.
+        repeats: timed rounds (each calls every step once).
+        warmup: untimed calls per step first (tracing, XLA compilation).
+        progress: optional callable on a status string.
+
+    Returns:
+        `(wall, cpu)`: dicts name -> list of seconds.
+    """
+    names = list(steps)
+    for name in names:
+        if progress:
+            progress(f"warm-up {name}")
+        for index in range(warmup):
+            run_once(steps[name], *arguments(name, index))
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            args = arguments(name, warmup + round_index)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run_once(steps[name], *args)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+            del args
+        if progress:
+            progress(f"round {round_index + 1}/{repeats}")
+    return wall, cpu
+
+
+def median(values):
+    return float(np.median(values))
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _allocator_peak(device, step, args):
+    try:
+        tf.config.experimental.reset_memory_stats(device)
+        before = tf.config.experimental.get_memory_info(device)["current"]
+        result = run_once(step, *args)
+        peak = tf.config.experimental.get_memory_info(device)["peak"]
+    except (ValueError, RuntimeError, tf.errors.OpError):
+        return None
+    del result
+    return None if peak == 0 else peak - before
+
+
+def _resident_peak(step, args):
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset the peak RSS to the current RSS
+        before = _status_kib("VmRSS")
+        run_once(step, *args)
+        return (_status_kib("VmHWM") - before) * 1024
+    except (OSError, KeyError):
+        return None
+
+
+def peak_memory(step, *args):
+    """Peak bytes allocated by one call of `step` beyond what was live before.
+
+    Returns None where the platform offers no measurement.
+    """
+    device = "GPU:0" if gpus() else "CPU:0"
+    peak = _allocator_peak(device, step, args)
+    if peak is None and not gpus():
+        peak = _resident_peak(step, args)
+    return peak
+
+
+def write_json(path, payload):
+    with open(path, "w") as out:
+        json.dump(payload, out, indent=1, default=float)

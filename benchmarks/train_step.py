@@ -1,0 +1,193 @@
+"""Full training step of a small model with each keras_eql loss vs its Keras counterpart.
+
+The overhead a user actually feels: `model.train_on_batch` (forward,
+loss, backward, statistics update, optimizer step) of the same model, data
+and optimizer, compiled with `jit_compile=True` (or as a plain
+`tf.function`, or eagerly), timed round-robin, medians compared within one
+run. Models:
+
+* `box_head`: a two-stage detector's box head, 512 RoIs x 1024 features ->
+  Dense(1024, relu) -> Dense(1204) (1203 classes + objectness for
+  Sigmoid-EQL); sigmoid losses.
+* `classifier`: a linear classifier on pooled features, 256 x 2048 ->
+  Dense(1000); Softmax-EQL.
+
+Examples:
+    python benchmarks/train_step.py --smoke
+    python benchmarks/train_step.py --modes jit --repeats 15 --json train.json
+"""
+
+import argparse
+import collections
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402
+from _fused_losses import FUSED  # noqa: E402
+from loss_overhead import LOSSES, Batches, Shape, counterpart  # noqa: E402
+
+Model = collections.namedtuple("Model", "rows features hidden width objectness losses")
+
+MODELS = {
+    "box_head": Model(512, 1024, 1024, 1204, True, ("sigmoid_eql", "efl", "eqfl")),
+    "classifier": Model(256, 2048, None, 1000, False, ("softmax_eql",)),
+}
+SMOKE_MODELS = {
+    "box_head": Model(32, 16, 16, 13, True, ("sigmoid_eql", "efl", "eqfl")),
+    "classifier": Model(16, 16, None, 10, False, ("softmax_eql",)),
+}
+STEP_TARGET = 1.05
+
+
+def build_model(spec, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((spec.features,))
+    hidden = inputs
+    if spec.hidden:
+        hidden = keras.layers.Dense(spec.hidden, activation="relu")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(spec.width)(hidden))
+
+
+def variants(args, spec):
+    """dict name -> (loss, targets key, metadata)."""
+    out = {}
+    for key in spec.losses:
+        cls, counterparts = LOSSES[key]
+        for name in counterparts:
+            target = {"BinaryFocalCrossentropy": "quality",
+                      "SparseCategoricalCrossentropy": "categorical"}.get(name, "dense")
+            if target != "categorical" and spec.objectness:
+                target += "_objectness"
+            out.setdefault(name, (lambda name=name: counterpart(name), target,
+                                  {"loss": name, "counterpart": True}))
+        objectness = key == "sigmoid_eql" and spec.objectness
+        config = {"num_classes": spec.width - 1 if objectness else spec.width}
+        if key == "sigmoid_eql":
+            config["objectness"] = objectness
+        suffix = "_objectness" if objectness else ""
+        for implementation in args.implementations:
+            loss_cls = cls if implementation == "shipped" else FUSED[cls]
+            for labels in (["sparse"] if key == "softmax_eql" else args.labels):
+                if key == "softmax_eql":
+                    target = "categorical"
+                elif labels == "sparse":
+                    target = "sparse" + suffix
+                else:
+                    target = ("quality" if key == "eqfl" else "dense") + suffix
+                name = f"{cls.__name__}[{implementation},{labels}]"
+                out[name] = (lambda c=loss_cls, k=config: c(**k), target,
+                             {"loss": key, "class": cls.__name__,
+                              "implementation": implementation, "labels": labels})
+    return out
+
+
+def run_model(args, model_name, spec):
+    # New labels for every step (see loss_overhead.Batches); fixed features.
+    batches = Batches(Shape((spec.rows, spec.width), 0.25 if spec.objectness else 1.0,
+                            spec.objectness), tf.float32, reuse=args.reuse_targets)
+    features = tf.constant(np.random.default_rng(1).normal(
+        size=(spec.rows, spec.features)).astype(np.float32))
+    table = variants(args, spec)
+    results = []
+    for mode in args.modes:
+        steps = {}
+        for name, (make_loss, _, _) in table.items():
+            model = build_model(spec)
+            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=make_loss(),
+                          jit_compile=(mode == "jit"), run_eagerly=(mode == "eager"))
+            steps[name] = model.train_on_batch
+
+        def arguments(name, index):
+            return features, batches.get(table[name][1], index)
+
+        log(f"[{model_name} {mode}] {len(steps)} variants, {args.repeats} rounds")
+        wall, cpu = _timing.interleaved(steps, arguments, repeats=args.repeats,
+                                        warmup=args.warmup, progress=log)
+        for name, (_, _, meta) in table.items():
+            results.append(dict(meta, model=model_name, mode=mode, variant=name,
+                                times_ms=[1e3 * t for t in wall[name]],
+                                cpu_ms=[1e3 * t for t in cpu[name]],
+                                median_ms=1e3 * _timing.median(wall[name]),
+                                median_cpu_ms=1e3 * _timing.median(cpu[name])))
+    return results
+
+
+def summarise(results):
+    by_key = {(r["model"], r["mode"], r["variant"]): r for r in results}
+    rows = []
+    for r in results:
+        if r.get("counterpart"):
+            continue
+        for name in LOSSES[r["loss"]][1]:
+            other = by_key.get((r["model"], r["mode"], name))
+            if other is not None:
+                rows.append({"model": r["model"], "mode": r["mode"], "variant": r["variant"],
+                             "against": name, "ratio": r["median_ms"] / other["median_ms"],
+                             "cpu_ratio": r["median_cpu_ms"] / other["median_cpu_ms"],
+                             "target": STEP_TARGET})
+    return rows
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def verdict(ratio, mode):
+    return "    " if mode != "jit" else ("PASS" if ratio <= STEP_TARGET else "FAIL")
+
+
+def print_report(results, ratios):
+    print("\n## medians per training step, ms (wall clock | process CPU time)")
+    for r in results:
+        print(f"{r['model']:11s} {r['mode']:8s} {r['variant']:42s} {r['median_ms']:9.2f} |"
+              f" {r['median_cpu_ms']:9.2f}")
+    print(f"\n## ratios of medians, same run (wall | CPU); target <= {STEP_TARGET}, jit only")
+    for row in ratios:
+        print(f"{row['model']:11s} {row['mode']:8s} {row['variant']:42s} vs {row['against']:30s}"
+              f" {row['ratio']:6.3f} {verdict(row['ratio'], row['mode'])} |"
+              f" {row['cpu_ratio']:6.3f} {verdict(row['cpu_ratio'], row['mode'])}")
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ",".join(MODELS))
+    parser.add_argument("--modes", default="jit", help="comma-separated: eager,function,jit")
+    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
+    parser.add_argument("--implementations", default="shipped,fused")
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--reuse-targets", action="store_true",
+                        help="give every call the same targets (hides recompilation per batch)")
+    parser.add_argument("--json", help="write every time and ratio to this file")
+    parser.add_argument("--smoke", action="store_true", help="tiny models, one round (CI)")
+    args = parser.parse_args(argv)
+    for field in ("models", "modes", "labels", "implementations"):
+        setattr(args, field, [v for v in getattr(args, field).split(",") if v])
+    if args.smoke:  # every variant called once: it runs, its time means little
+        args.repeats, args.warmup = 1, 0
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    models = SMOKE_MODELS if args.smoke else MODELS
+    results = []
+    for name in args.models:
+        results += run_model(args, name, models[name])
+    ratios = summarise(results)
+    print_report(results, ratios)
+    if args.json:
+        _timing.write_json(args.json, {"machine": _timing.machine(), "arguments": vars(args),
+                                       "results": results, "ratios": ratios})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
