@@ -1,0 +1,72 @@
+"""The benchmark scripts keep working (`--smoke`: tiny shapes, one call each).
+
+These are not timed tests: they run each script in a subprocess, as CI does,
+and check that every variant ran and produced a time, a ratio against its
+Keras counterpart and the JSON the tables are made from. No assertion on a
+duration or a ratio.
+"""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+SCRIPTS = {
+    "loss_overhead.py": {"SigmoidEQL", "EqualizedFocalLoss", "EqualizedQualityFocalLoss", "SoftmaxEQL"},
+    "train_step.py": {"SigmoidEQL", "EqualizedFocalLoss", "EqualizedQualityFocalLoss", "SoftmaxEQL"},
+}
+
+
+def _run(script, tmp_path, *extra):
+    output = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), "--smoke", "--json", str(output), *extra],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(output.read_text()), completed.stdout
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_smoke_run_reports_every_variant(script, tmp_path):
+    payload, stdout = _run(script, tmp_path)
+    assert payload["machine"]["tensorflow"] and payload["machine"]["cpu"]
+    results = payload["results"]
+    modes = set(payload["arguments"]["modes"])
+    assert {r["mode"] for r in results} == modes
+    for mode in modes:
+        ran = {r.get("class") for r in results if r["mode"] == mode and not r.get("counterpart")}
+        assert ran == SCRIPTS[script], mode
+        for implementation in ("shipped", "fused"):
+            assert any(r.get("implementation") == implementation for r in results if r["mode"] == mode)
+    for r in results:
+        assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]
+        assert r["median_cpu_ms"] >= 0
+    # Every keras_eql variant is compared with each of its counterparts.
+    compared = {(row["mode"], row["variant"], row["against"]) for row in payload["ratios"]}
+    for r in results:
+        if not r.get("counterpart"):
+            assert any(key[:2] == (r["mode"], r["variant"]) for key in compared), r["variant"]
+    assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in payload["ratios"])
+    assert "## ratios" in stdout
+
+
+def test_loss_overhead_measures_statistics_and_memory(tmp_path):
+    """The no-statistics twins and the peak memory (CPU allocator or RSS)."""
+    payload, _ = _run("loss_overhead.py", tmp_path, "--modes", "jit", "--losses", "efl",
+                      "--labels", "sparse", "--no-stats")
+    against = {row["against"] for row in payload["ratios"]}
+    assert against == {"BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "no statistics"}
+    assert all(r.get("peak_bytes") is not None for r in payload["results"])
+    buffers = [row["extra_buffers"] for row in payload["ratios"] if "extra_buffers" in row]
+    assert buffers and all(math.isfinite(b) for b in buffers)
+
+
+def test_unknown_shape_is_refused():
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "loss_overhead.py"), "--shapes", "huge"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert completed.returncode != 0 and "unknown shapes" in completed.stderr
