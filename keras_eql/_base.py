@@ -9,7 +9,6 @@ statistics model state (`.keras`, `save_weights`, `BackupAndRestore`,
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.backend import set_keras_mask
 
 from keras_eql import _targets
 from keras_eql._statistics import GradientStatistics, all_reduce_sum
@@ -154,19 +153,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                 f"{num_classes} classes, but its statistics are for "
                 f"{self.num_classes} classes. Use one loss instance per head.")
         self._check_distribution()
-        if _targets.is_sparse(y_true, y_pred):
-            if y_true.shape.rank == y_pred.shape.rank:
-                y_true = tf.squeeze(y_true, -1)
-            targets, labels, valid, checks = _targets.sparse_targets(
-                label, y_true, width, num_classes=self.num_classes,
-                ignore_class=self.ignore_class,
-                allow_background=self._allow_background)
-        else:
-            targets, checks = _targets.dense_targets(
-                label, y_true, y_pred, binary=self._binary_targets)
-            labels, valid = None, None
-        with tf.control_dependencies(checks):
-            logits = tf.identity(y_pred)
+        targets, labels, valid, logits = _targets.prepare(
+            label, y_true, y_pred, num_classes=self.num_classes,
+            ignore_class=self.ignore_class, allow_background=self._allow_background,
+            binary=self._binary_targets)
         counted = logits
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
@@ -183,11 +173,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer
-        losses = tf.cast(losses, y_pred.dtype)
-        if valid is not None:
-            losses = tf.where(valid, losses, tf.zeros_like(losses))
-            set_keras_mask(losses, valid)
-        return losses
+        return _targets.mask_rows(losses, valid, y_pred.dtype)
 
     def _check_distribution(self):
         context = tf.distribute.get_replica_context()

@@ -18,7 +18,6 @@ on the logits (once per `tape.gradient`, so never by `evaluate()` or
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.backend import set_keras_mask
 
 from keras_eql import _targets
 from keras_eql._statistics import _variable, all_reduce_sum
@@ -93,27 +92,20 @@ class BaselineLoss(keras.losses.Loss):
                 f"{label}: logits of shape {y_pred.shape} leave no class columns "
                 f"({self._extra_columns()} extra columns expected).")
         self._classes_known(num_classes)
-        if _targets.is_sparse(y_true, y_pred):
-            if y_true.shape.rank == y_pred.shape.rank:
-                y_true = tf.squeeze(y_true, -1)
-            targets, labels, valid, checks = _targets.sparse_targets(
-                label, y_true, width, num_classes=num_classes,
-                ignore_class=self.ignore_class, allow_background=self._allow_background)
-        else:
-            targets, checks = _targets.dense_targets(label, y_true, y_pred, binary=self._binary_targets)
-            checks = checks + self._dense_checks(targets)
-            labels, valid = None, None
-        with tf.control_dependencies(checks):
-            logits = tf.identity(y_pred)
+        targets, labels, valid, logits = _targets.prepare(
+            label, y_true, y_pred, num_classes=num_classes,
+            ignore_class=self.ignore_class, allow_background=self._allow_background,
+            binary=self._binary_targets)
+        if labels is None:
+            # The checks of the dense targets run before the loss.
+            with tf.control_dependencies(self._dense_checks(targets)):
+                logits = tf.identity(logits)
         logits = self._on_targets(logits, targets, valid)
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
-        losses = tf.cast(self._row_loss(targets, labels, tf.cast(logits, tf.float32)), y_pred.dtype)
-        if valid is not None:
-            losses = tf.where(valid, losses, tf.zeros_like(losses))
-            set_keras_mask(losses, valid)
-        return losses
+        losses = self._row_loss(targets, labels, tf.cast(logits, tf.float32))
+        return _targets.mask_rows(losses, valid, y_pred.dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -12,6 +12,7 @@ away (`jit_compile=True`); there out-of-range labels count as background.
 
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.common.masking import set_keras_mask
 
 
 def check_hyperparameter(loss_name, name, value, *, minimum=None, maximum=None,
@@ -149,3 +150,60 @@ def dense_targets(loss_name, targets, logits, *, binary):
     bad = _first_failure(flat, ok)
     checks = _raise_if(loss_name, tf.logical_not(tf.reduce_all(ok)), message, bad)
     return targets, checks
+
+
+def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
+            allow_background, binary):
+    """Targets for `y_pred` from sparse labels or dense targets, validated.
+
+    Args:
+        loss_name: used in error messages.
+        y_true: class ids (the logits' shape without the class axis, or with
+            a trailing 1) or dense targets of the logits' shape.
+        y_pred: logits `(..., K)`; K may include an objectness column.
+        num_classes: C, the classes that labels may name.
+        ignore_class: label that drops a row, or None.
+        allow_background: whether label C (background) is accepted.
+        binary: dense targets must be 0/1 (else anywhere in [0, 1]).
+
+    Returns:
+        `(targets, labels, valid, logits)`: float32 targets `(..., K)`, int32
+        labels (None for dense targets), the bool validity mask (None when no
+        row can be ignored) and `y_pred` behind the graph-mode checks.
+    """
+    labels = valid = None
+    if is_sparse(y_true, y_pred):
+        if y_true.shape.rank == y_pred.shape.rank:
+            y_true = tf.squeeze(y_true, -1)
+        expected = y_pred.shape[:-1]
+        message = (f"{loss_name}: labels of shape {y_true.shape} do not match logits of "
+                   f"shape {y_pred.shape}; expected class ids of shape {expected} or "
+                   f"dense targets of shape {y_pred.shape}.")
+        if not y_true.shape.is_compatible_with(expected):
+            raise ValueError(message)
+        checks = [] if tf.executing_eagerly() else [
+            tf.debugging.assert_equal(tf.shape(y_true), tf.shape(y_pred)[:-1], message=message)]
+        with tf.control_dependencies(checks):
+            y_true = tf.identity(y_true)
+        targets, labels, valid, value_checks = sparse_targets(
+            loss_name, y_true, y_pred.shape[-1], num_classes=num_classes,
+            ignore_class=ignore_class, allow_background=allow_background)
+        checks = checks + value_checks
+    else:
+        targets, checks = dense_targets(loss_name, y_true, y_pred, binary=binary)
+    with tf.control_dependencies(checks):
+        logits = tf.identity(y_pred)
+    return targets, labels, valid, logits
+
+
+def mask_rows(losses, valid, dtype):
+    """Row losses in `dtype`, zero on ignored rows, carrying the Keras mask.
+
+    The mask makes Keras drop ignored rows from the `sum_over_batch_size`
+    denominator, as its own `SparseCategoricalCrossentropy` does.
+    """
+    losses = tf.cast(losses, dtype)
+    if valid is not None:
+        losses = tf.where(valid, losses, tf.zeros_like(losses))
+        set_keras_mask(losses, valid)
+    return losses

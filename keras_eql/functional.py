@@ -235,7 +235,12 @@ def equalized_quality_focal_loss(
     # Negatives: p**gamma_j in log space; positives: |y' - p|**gamma_j. Both
     # branches are finite everywhere, so `where` passes finite gradients.
     negative = tf.exp(focusing * tf.math.log_sigmoid(logits)) * bce
-    positive = tf.pow(tf.abs(targets - probabilities), focusing) * bce
+    # |y' - p|**gamma_j has an infinite slope at y' = p when gamma_j < 1: take
+    # the power only where the distance is positive (its limit there is 0).
+    distance = tf.abs(targets - probabilities)
+    nonzero = distance > 0.0
+    modulating = tf.where(nonzero, tf.pow(tf.where(nonzero, distance, 1.0), focusing), 0.0)
+    positive = modulating * bce
     return weighting * tf.where(targets > 0.0, positive, negative)
 
 
