@@ -1,0 +1,441 @@
+"""`keras-eql demo`: Softmax-EQL against cross-entropy on Fashion-MNIST-LT.
+
+The demo subsamples Fashion-MNIST's training set with the exponential
+profile (imbalance factor 100 by default: 6000 images of class 0 down to 60
+of class 9), keeps the balanced test set, trains the same small CNN once per
+loss with `jit_compile=True`, and reports overall accuracy and the mean
+per-class accuracy of the head (classes 0-3), medium (4-6) and tail (7-9)
+groups, see `keras_eql.data.head_medium_tail`. Into `--output-dir` it writes
+`results.json`, `details.json` (counts, groups, per-class accuracy, timings,
+data source), `gradient_statistics.png` (Tan et al., Fig. 1, for the
+Softmax-EQL run) and TensorBoard logs under `tensorboard/<method>/`.
+
+The pieces (`small_cnn`, `make_loss`, `train_and_evaluate`) are public so
+that `examples/classification_lt.py` reuses them with more options.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+METHODS = ("cross_entropy", "softmax_eql", "logit_adjusted", "balanced_softmax")
+GROUPS = ("head", "medium", "tail")
+DEFAULTS = {"epochs": 12, "imbalance_factor": 100.0, "seed": 0, "batch_size": 128,
+            "learning_rate": 2e-3, "width": 24, "output_dir": "demo_output"}
+
+
+# -- building blocks -----------------------------------------------------------
+def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0):
+    """A two-convolution CNN, fast under XLA on a CPU.
+
+    Strided convolutions instead of pooling: XLA's CPU convolutions are slow
+    on large feature maps, and this keeps an epoch of Fashion-MNIST-LT at a
+    few seconds on two cores. No batch normalisation, for the same reason.
+
+    Args:
+        num_classes: width of the logits.
+        width: filters of the first convolution (the second has twice as
+            many, the hidden dense layer four times).
+        input_shape: image shape.
+        seed: weight-initialisation seed.
+
+    Returns:
+        An unbuilt-optimizer `keras.Model` mapping images to raw logits.
+
+    Example:
+        >>> small_cnn(width=8).output_shape
+        (None, 10)
+    """
+    import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape, name="images")
+    hidden = layers.Conv2D(width, 5, strides=2, padding="same", activation="relu")(inputs)
+    hidden = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(hidden)
+    hidden = layers.Flatten()(hidden)
+    hidden = layers.Dense(4 * width, activation="relu")(hidden)
+    logits = layers.Dense(num_classes, name="logits")(hidden)
+    return keras.Model(inputs, logits, name="small_cnn")
+
+
+def available_methods():
+    """The demo's methods whose losses can be built here.
+
+    Returns:
+        `(available, missing)`: method names, and `{method: reason}` for the
+        baselines whose module cannot be imported.
+    """
+    try:
+        from keras_eql import baselines  # noqa: F401
+    except ImportError as error:
+        reason = f"keras_eql.baselines is not importable ({error})"
+        return list(METHODS[:2]), {m: reason for m in METHODS[2:]}
+    return list(METHODS), {}
+
+
+def make_loss(method, class_counts):
+    """The loss of one demo method.
+
+    Args:
+        method: one of `METHODS`.
+        class_counts: training images per class (for the prior-based
+            baselines; the EQL loss learns its statistics itself).
+
+    Returns:
+        A `keras.losses.Loss` taking raw logits and sparse labels.
+
+    Raises:
+        ValueError: unknown method.
+
+    Example:
+        >>> make_loss("softmax_eql", [6000, 60]).name
+        'softmax_eql'
+    """
+    import keras
+
+    import keras_eql
+
+    counts = [float(c) for c in class_counts]
+    if method == "cross_entropy":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")
+    if method == "softmax_eql":
+        return keras_eql.SoftmaxEQL(num_classes=len(counts))
+    if method == "logit_adjusted":
+        from keras_eql.baselines import LogitAdjustedLoss
+
+        total = sum(counts)
+        return LogitAdjustedLoss(class_priors=[c / total for c in counts], tau=1.0)
+    if method == "balanced_softmax":
+        from keras_eql.baselines import BalancedSoftmax
+
+        return BalancedSoftmax(class_counts=counts)
+    raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+
+
+def image_dataset(images, labels, batch_size, *, shuffle_seed=None):
+    """A `tf.data` pipeline of float images in [0, 1] and int32 labels.
+
+    Batches have a static size (the last partial batch is dropped when
+    shuffling, i.e. for training), so XLA compiles the step once.
+
+    Args:
+        images: uint8 array `(N, H, W)` or `(N, H, W, 1)`.
+        labels: integer labels `(N,)`.
+        batch_size: batch size.
+        shuffle_seed: shuffle every epoch with this seed (training), or None.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`.
+    """
+    import tensorflow as tf
+
+    if images.ndim == 3:
+        images = images[..., None]
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=shuffle_seed is not None)
+    return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(2)
+
+
+def _loggers(loss, log_dir, class_counts):
+    """TensorBoard, plus the gradient-statistics logger for keras_eql losses."""
+    import keras
+
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if hasattr(loss, "gradient_statistics"):
+        try:
+            from keras_eql.callbacks import GradientStatisticsLogger
+        except ImportError:
+            return callbacks
+        callbacks.append(GradientStatisticsLogger(log_dir=log_dir, class_counts=list(class_counts)))
+    return callbacks
+
+
+def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
+                       learning_rate=2e-3, width=24, seed=0, jit_compile=True,
+                       strategy=None, log_dir=None, verbose=1, loss=None):
+    """Train `small_cnn` with one loss and evaluate it per group.
+
+    Adam with a cosine-decayed learning rate (no warm-up: softmax losses on
+    a small CNN are stable from the first step).
+
+    Args:
+        method: a name from `METHODS`, used for the loss (unless `loss` is
+            given) and the log directory.
+        splits: `(x_train, y_train, x_test, y_test)` uint8 images and labels.
+        class_counts: training images per class.
+        epochs: training epochs.
+        batch_size: global batch size.
+        learning_rate: initial Adam learning rate.
+        width: `small_cnn` width.
+        seed: initialisation and shuffling seed.
+        jit_compile: compile the train step with XLA.
+        strategy: a `tf.distribute.Strategy` whose scope builds the model and
+            loss, or None.
+        log_dir: TensorBoard directory of this run, or None.
+        verbose: Keras `fit` verbosity (1: progress bar).
+        loss: a loss instance overriding `make_loss(method, class_counts)`.
+
+    Returns:
+        `(metrics, loss)`: `{"overall", "head", "medium", "tail",
+        "per_class", "seconds"}` and the trained loss object.
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_eql import data
+
+    x_train, y_train, x_test, y_test = splits
+    steps_per_epoch = len(y_train) // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(y_train)} training images.")
+    with (strategy.scope() if strategy is not None else _null_scope()):
+        model = small_cnn(len(class_counts), width=width, seed=seed)
+        loss = make_loss(method, class_counts) if loss is None else loss
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
+        model.compile(keras.optimizers.Adam(schedule), loss=loss, jit_compile=jit_compile)
+    callbacks = _loggers(loss, log_dir, class_counts) if log_dir else []
+    tf.random.set_seed(seed)
+    started = time.perf_counter()
+    model.fit(image_dataset(x_train, y_train, batch_size, shuffle_seed=seed),
+              epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
+    seconds = time.perf_counter() - started
+    logits = model.predict(image_dataset(x_test, y_test, 1000), verbose=0)
+    predictions = np.argmax(logits, axis=-1)
+    groups = data.head_medium_tail(class_counts)
+    metrics = data.group_accuracy(y_test, predictions, groups)
+    metrics["per_class"] = [float(np.mean(predictions[y_test == c] == c)) if np.any(y_test == c)
+                            else float("nan") for c in range(len(class_counts))]
+    metrics["seconds"] = round(seconds, 1)
+    return metrics, loss
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- reporting -----------------------------------------------------------------
+def format_table(results):
+    """A fixed-width text table of overall / head / medium / tail accuracy (%).
+
+    Args:
+        results: `{method: {"overall": .., "head": .., ...}}` in [0, 1].
+
+    Returns:
+        The table as one string.
+
+    Example:
+        >>> print(format_table({"ce": {"overall": 0.5, "head": 0.9, "medium": 0.5, "tail": 0.1}}))
+        method              overall    head  medium    tail
+        ce                     50.0    90.0    50.0    10.0
+    """
+    lines = [f"{'method':<18}{'overall':>9}" + "".join(f"{g:>8}" for g in GROUPS)]
+    for method, row in results.items():
+        cells = "".join(f"{100 * row[g]:>8.1f}" for g in GROUPS)
+        lines.append(f"{method:<18}{100 * row['overall']:>9.1f}" + cells)
+    return "\n".join(lines)
+
+
+def save_statistics_figure(loss, class_counts, path):
+    """Write the positive / negative / ratio panels (Tan et al., Fig. 1) to `path`.
+
+    Uses `keras_eql.plotting.plot_gradient_statistics` when it is importable,
+    else draws the three bar charts here (matplotlib's Figure/Agg API).
+
+    Args:
+        loss: a trained keras_eql loss.
+        class_counts: training images per class (x axis: frequent first).
+        path: PNG file to write.
+    """
+    try:
+        from keras_eql.plotting import plot_gradient_statistics
+    except ImportError:
+        plot_gradient_statistics = None
+    if plot_gradient_statistics is not None:
+        figure = plot_gradient_statistics(loss, class_counts=list(class_counts))
+    else:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        stats = loss.gradient_statistics()
+        figure = Figure(figsize=(12, 3.4), dpi=80)
+        FigureCanvasAgg(figure)
+        for axis, key in zip(figure.subplots(1, 3), ("positive", "negative", "ratio")):
+            axis.bar(range(len(class_counts)), stats[key])
+            axis.set_title(f"accumulated {key}" if key != "ratio" else "positive / negative ratio")
+            axis.set_xlabel("class (frequent first)")
+    figure.savefig(path)
+
+
+# -- command line ----------------------------------------------------------------
+def positive_int(text):
+    """argparse type: an integer >= 1 (the error names the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def imbalance_factor(text):
+    """argparse type: a finite number >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _methods(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def build_parser():
+    """The `keras-eql` argument parser (sub-command `demo`)."""
+    parser = argparse.ArgumentParser(
+        prog="keras-eql", description="keras_eql command line. Run `keras-eql demo`.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo", help="Softmax-EQL vs cross-entropy on Fashion-MNIST-LT",
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    demo.add_argument("--imbalance-factor", type=imbalance_factor, default=DEFAULTS["imbalance_factor"],
+                      help="n_max / n_min of the exponential profile")
+    demo.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    demo.add_argument("--output-dir", default=DEFAULTS["output_dir"])
+    demo.add_argument("--methods", type=_methods, default=list(METHODS),
+                      help="comma-separated subset of " + ",".join(METHODS))
+    demo.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
+    demo.add_argument("--learning-rate", type=positive_float, default=DEFAULTS["learning_rate"])
+    demo.add_argument("--width", type=positive_int, default=DEFAULTS["width"], help="CNN width")
+    demo.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
+                      help="compile the train step with XLA")
+    demo.add_argument("--max-train-samples", type=positive_int, default=None,
+                      help="random subset of the long-tailed training set (smoke tests)")
+    demo.add_argument("--max-test-samples", type=positive_int, default=None,
+                      help="random subset of the test set (smoke tests)")
+    demo.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                      help="Keras fit verbosity (1: progress bars)")
+    return parser
+
+
+def _subset(rng, size, limit):
+    if limit is None or limit >= size:
+        return slice(None)
+    return np.sort(rng.choice(size, limit, replace=False))
+
+
+def run_demo(args):
+    """Run the demo for parsed arguments; returns the results dict."""
+    from keras_eql import data
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    source = data.load_fashion_mnist(seed=args.seed)
+    print(f"Fashion-MNIST source: {source.source}")
+    indices = data.long_tailed_indices(source.y_train, args.imbalance_factor, seed=args.seed)
+    x_train, y_train = source.x_train[indices], source.y_train[indices]
+    counts = data.class_counts(y_train)
+    groups = data.head_medium_tail(counts)
+    print(f"Fashion-MNIST-LT, imbalance factor {args.imbalance_factor:g}: "
+          f"{len(y_train)} training images, per class {counts.tolist()}.")
+    rng = np.random.default_rng(args.seed)
+    keep = _subset(rng, len(y_train), args.max_train_samples)
+    x_train, y_train = x_train[keep], y_train[keep]
+    keep = _subset(rng, len(source.y_test), args.max_test_samples)
+    x_test, y_test = source.x_test[keep], source.y_test[keep]
+    if args.max_train_samples or args.max_test_samples:
+        print(f"Using random subsets: {len(y_train)} training, {len(y_test)} test images.")
+    else:
+        print(f"{len(y_test)} test images (balanced).")
+    print("Groups: " + "; ".join(f"{g} = classes {groups[g]}" for g in GROUPS))
+
+    available, missing = available_methods()
+    results, details = {}, {}
+    for method in args.methods:
+        if method not in available:
+            print(f"Skipping {method}: {missing[method]}.")
+            continue
+        print(f"\n=== {method} ===")
+        metrics, loss = train_and_evaluate(
+            method, (x_train, y_train, x_test, y_test), counts, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
+            seed=args.seed, jit_compile=args.jit_compile, verbose=args.verbose,
+            log_dir=os.path.join(args.output_dir, "tensorboard", method))
+        results[method] = {key: metrics[key] for key in ("overall",) + GROUPS}
+        details[method] = metrics
+        if method == "softmax_eql":
+            figure_path = os.path.join(args.output_dir, "gradient_statistics.png")
+            save_statistics_figure(loss, counts, figure_path)
+            details[method]["gradient_statistics"] = {
+                k: v.tolist() for k, v in loss.gradient_statistics().items()}
+            print(f"Gradient statistics figure: {figure_path}")
+
+    with open(os.path.join(args.output_dir, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    run_info = {"data_source": source.source, "class_counts": counts.tolist(), "groups": groups,
+                "arguments": {k: v for k, v in vars(args).items() if k != "command"},
+                "methods": details}
+    with open(os.path.join(args.output_dir, "details.json"), "w") as handle:
+        json.dump(run_info, handle, indent=2)
+    print("\nTop-1 accuracy (%) on the balanced test set; groups = mean per-class accuracy")
+    print(format_table(results))
+    print(f"\nWrote {os.path.join(args.output_dir, 'results.json')} and TensorBoard logs "
+          f"(tensorboard --logdir {os.path.join(args.output_dir, 'tensorboard')}).")
+    return results
+
+
+def main(argv=None):
+    """Entry point of the `keras-eql` console script.
+
+    Args:
+        argv: arguments without the program name; `sys.argv[1:]` when None.
+
+    Returns:
+        The process exit code.
+
+    Example:
+        >>> main(["demo", "--epochs", "1", "--max-train-samples", "512"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    run_demo(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
