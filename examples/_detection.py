@@ -1,0 +1,172 @@
+"""A small anchor-free dense detector and its COCO evaluation glue.
+
+FCOS-style (Tian et al., 2019) on one stride-4 feature map: every location
+whose centre lies within `1.5 * stride` of a ground-truth box's centre (and
+inside the box) is a positive of that box, the smallest box winning ties;
+the rest is background. Targets are computed once in NumPy, so the
+training step sees static shapes and no host callback (XLA, TPU-ready).
+
+Label layout (keras_eql's): `0..C-1` categories, `C` background.
+"""
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+STRIDE = 4
+CENTRE_RADIUS = 1.5
+PRIOR_PROBABILITY = 0.001  # the authors' init_prior for the sigmoid classifiers
+
+
+def grid_centres(image_size, stride=STRIDE):
+    """`(L, 2)` float32 `(x, y)` centres of the feature-map locations, row-major."""
+    side = image_size // stride
+    coords = (np.arange(side, dtype=np.float32) + 0.5) * stride
+    ys, xs = np.meshgrid(coords, coords, indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], axis=-1)
+
+
+def assign_targets(boxes, labels, image_size, num_classes, stride=STRIDE):
+    """Per-location class labels and box targets (centre sampling).
+
+    Args:
+        boxes: float `(N, M, 4)` xyxy ground-truth boxes.
+        labels: int `(N, M)` category ids, -1 for padding.
+        image_size: image side.
+        num_classes: `C`; background locations get label `C`.
+        stride: feature-map stride.
+
+    Returns:
+        `(location_labels, location_boxes)`: int32 `(N, L)` and float32
+        `(N, L, 4)` (the assigned xyxy box, zeros on background).
+    """
+    centres = grid_centres(image_size, stride)[None, :, None, :]           # 1, L, 1, 2
+    boxes = boxes[:, None, :, :]                                           # N, 1, M, 4
+    box_centres = (boxes[..., :2] + boxes[..., 2:]) / 2
+    inside = np.all((centres >= boxes[..., :2]) & (centres < boxes[..., 2:]), axis=-1)
+    near = np.all(np.abs(centres - box_centres) <= CENTRE_RADIUS * stride, axis=-1)
+    valid = inside & near & (labels[:, None, :] >= 0)
+    area = np.prod(boxes[..., 2:] - boxes[..., :2], axis=-1)
+    area = np.where(valid, np.broadcast_to(area, valid.shape), np.inf)
+    winner = np.argmin(area, axis=-1)                                      # N, L
+    positive = np.isfinite(np.min(area, axis=-1))
+    chosen_labels = np.take_along_axis(labels, winner, axis=1)
+    chosen_boxes = np.take_along_axis(boxes[:, 0], winner[..., None], axis=1)
+    location_labels = np.where(positive, chosen_labels, num_classes).astype(np.int32)
+    location_boxes = np.where(positive[..., None], chosen_boxes, 0.0).astype(np.float32)
+    return location_labels, location_boxes
+
+
+def box_iou_and_giou(predicted, target):
+    """Element-wise IoU and generalised IoU of xyxy boxes `(..., 4)`."""
+    area = lambda b: tf.maximum(b[..., 2] - b[..., 0], 0.0) * tf.maximum(b[..., 3] - b[..., 1], 0.0)  # noqa: E731
+    top_left = tf.maximum(predicted[..., :2], target[..., :2])
+    bottom_right = tf.minimum(predicted[..., 2:], target[..., 2:])
+    inter = tf.reduce_prod(tf.maximum(bottom_right - top_left, 0.0), axis=-1)
+    union = area(predicted) + area(target) - inter
+    iou = inter / tf.maximum(union, 1e-6)
+    hull = tf.reduce_prod(tf.maximum(predicted[..., 2:], target[..., 2:])
+                          - tf.minimum(predicted[..., :2], target[..., :2]), axis=-1)
+    return iou, iou - (hull - union) / tf.maximum(hull, 1e-6)
+
+
+def global_sum(value):
+    """Sum over replicas (a no-op on one device): normalisers must be global."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+class DenseDetector(keras.Model):
+    """Backbone, classification tower (sigmoid, prior 0.001) and ltrb box tower.
+
+    `compute_loss` adds the classification loss (built by
+    `classification_loss(labels, logits, quality)`) and a GIoU box loss
+    normalised by the global number of positives, as FCOS/ATSS do.
+
+    Args:
+        num_classes: categories `C`.
+        classification_loss: callable `(labels (B, L), logits (B, L, C),
+            quality (B, L)) -> scalar`; `quality` is the detached IoU of the
+            predicted box with its target (0 on background), for QFL/EQFL.
+        width: filters of the convolutions.
+        image_size: input side.
+        box_weight: weight of the box loss.
+    """
+
+    def __init__(self, num_classes, classification_loss, width=48, image_size=64, box_weight=2.0, **kwargs):
+        layers = keras.layers
+        images = keras.Input((image_size, image_size, 3), name="images")
+        x = layers.Rescaling(1 / 255.0)(images)
+        for filters, stride in ((width // 2, 2), (width, 2), (width, 1)):
+            x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
+        cls = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        bias = -np.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+        cls = layers.Conv2D(num_classes, 3, padding="same", name="cls",
+                            bias_initializer=keras.initializers.Constant(bias))(cls)
+        box = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        box = layers.Conv2D(4, 3, padding="same", name="box")(box)
+        side = image_size // STRIDE
+        outputs = {"cls": layers.Reshape((side * side, num_classes))(cls),
+                   "box": layers.Reshape((side * side, 4))(box)}
+        super().__init__(images, outputs, **kwargs)
+        self.num_classes = num_classes
+        self.classification_loss = classification_loss
+        self.box_weight = box_weight
+        self.centres = tf.constant(grid_centres(image_size))
+
+    def decode_boxes(self, box_output):
+        """xyxy boxes from the ltrb output (distances in strides, softplus)."""
+        distances = tf.nn.softplus(tf.cast(box_output, tf.float32)) * STRIDE
+        return tf.concat([self.centres - distances[..., :2], self.centres + distances[..., 2:]], axis=-1)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, target_boxes = y["labels"], y["boxes"]
+        predicted = self.decode_boxes(y_pred["box"])
+        positive = tf.cast(labels < self.num_classes, tf.float32)
+        iou, giou = box_iou_and_giou(predicted, target_boxes)
+        quality = tf.stop_gradient(iou) * positive
+        classification = self.classification_loss(labels, y_pred["cls"], quality)
+        num_positive = tf.maximum(global_sum(tf.reduce_sum(positive)), 1.0)
+        box_loss = tf.reduce_sum((1.0 - giou) * positive) / num_positive
+        return classification + self.box_weight * box_loss
+
+    def detect(self, images, max_detections=50, score_threshold=0.01):
+        """Boxes, scores and classes after per-class NMS (static shapes)."""
+        outputs = self(images, training=False)
+        boxes = self.decode_boxes(outputs["box"])
+        scores = tf.sigmoid(tf.cast(outputs["cls"], tf.float32))
+        size = float(images.shape[1])
+        nms = tf.image.combined_non_max_suppression(
+            boxes[:, :, None, :] / size, scores, max_output_size_per_class=10,
+            max_total_size=max_detections, iou_threshold=0.5, score_threshold=score_threshold,
+            clip_boxes=True)
+        return nms.nmsed_boxes * size, nms.nmsed_scores, nms.nmsed_classes, nms.valid_detections
+
+
+def sigmoid_focal_loss(targets, logits, alpha=0.25, gamma=2.0):
+    """Element-wise focal loss (Lin et al.) from logits, in log space."""
+    probability = tf.sigmoid(logits)
+    p_t = targets * probability + (1 - targets) * (1 - probability)
+    log_p_t = -tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    alpha_t = targets * alpha + (1 - targets) * (1 - alpha)
+    return -alpha_t * (1 - p_t) ** gamma * log_p_t
+
+
+def quality_focal_loss(quality_targets, logits, beta=2.0):
+    """Element-wise quality focal loss (Li et al., GFL): `BCE(z, q) |q - p|^beta`."""
+    probability = tf.sigmoid(logits)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=quality_targets, logits=logits)
+    return bce * tf.abs(quality_targets - probability) ** beta
+
+
+def to_coco_results(boxes, scores, classes, valid, image_ids):
+    """COCO `[x, y, w, h]` results (category ids `class + 1`) from `detect` outputs."""
+    results = []
+    for image_boxes, image_scores, image_classes, count, image_id in zip(boxes, scores, classes, valid, image_ids):
+        for box, score, category in zip(image_boxes[:count], image_scores[:count], image_classes[:count]):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            results.append({"image_id": int(image_id), "category_id": int(category) + 1,
+                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+    return results
