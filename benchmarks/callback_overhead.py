@@ -2,7 +2,8 @@
 
 Data: synthetic Fashion-MNIST-sized images (28x28x1, 10 classes) with the
 CIFAR-10-LT profile (IF=100, 12,406 rows; batch 64, 194 steps per epoch).
-Models, both trained with `SigmoidEQL` and `jit_compile=True`:
+Models, both trained with `SigmoidEQL` under Keras's default `jit_compile`
+("auto": off on CPU; `--jit-compile` turns XLA on):
 
 * `cnn` (default): conv 16 - pool - conv 32 - pool - dense 10;
 * `mlp`: 784-256-10, a model so small that an epoch takes about a second,
@@ -17,10 +18,15 @@ machine load hits all alike:
 * `logger_every_50`: the same, plus scalars, histograms and CSV rows every
   50 steps.
 
-An epoch's time runs from one epoch end to the next (callbacks included);
-the first epoch (tracing, XLA compilation, imports) is reported apart as a
-one-off. Printed: per-variant medians over all repetitions, the overhead
-ratio `median(variant) / median(baseline)` and the added seconds per epoch.
+An epoch's time runs from one epoch end to the next (callbacks included),
+in wall and process CPU seconds; the first epoch (tracing, compilation,
+imports) is reported apart as a one-off. Two overhead ratios per variant:
+
+* end to end: `median(variant epoch) / median(baseline epoch)`;
+* in-callback: `1 + median(time inside the logger's hooks per epoch) /
+  median(baseline epoch)`. The logger adds work only inside its hooks, so
+  this is its cost measured directly, without the run-to-run noise of a
+  shared machine that the end-to-end ratio carries.
 
 Usage:
     python benchmarks/callback_overhead.py               # cnn measurement
@@ -49,15 +55,40 @@ VARIANTS = ("baseline", "logger", "logger_every_50")
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time per epoch, from the previous epoch end (or train begin)."""
+    """Wall and process CPU seconds per epoch, from the previous epoch end."""
 
     def on_train_begin(self, logs=None):
-        self.durations, self._last = [], time.perf_counter()
+        self.durations, self._last = [], (time.perf_counter(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        self.durations.append(now - self._last)
+        now = (time.perf_counter(), time.process_time())
+        self.durations.append((now[0] - self._last[0], now[1] - self._last[1]))
         self._last = now
+
+
+class TimedLogger(GradientStatisticsLogger):
+    """The logger, also measuring the wall and CPU seconds of its own hooks per epoch."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hook_durations, self._spent = [], [0.0, 0.0]
+
+    def _timed(self, hook, *args):
+        wall, cpu = time.perf_counter(), time.process_time()
+        hook(*args)
+        self._spent[0] += time.perf_counter() - wall
+        self._spent[1] += time.process_time() - cpu
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._spent = [0.0, 0.0]
+        self._timed(super().on_epoch_begin, epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._timed(super().on_train_batch_begin, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._timed(super().on_epoch_end, epoch, logs)
+        self.hook_durations.append(tuple(self._spent))
 
 
 def long_tailed_images(max_per_class, imbalance, side, seed=0):
@@ -89,16 +120,16 @@ def run(variant, data, args, log_root):
     model = build_model(args.model, images.shape[1:])
     model.compile(keras.optimizers.SGD(0.01), loss=keras_eql.SigmoidEQL(num_classes=NUM_CLASSES),
                   jit_compile=args.jit_compile)
-    timer = EpochTimer()
+    timer, logger = EpochTimer(), None
     callbacks = [timer]
     if variant != "baseline":
         directory = tempfile.mkdtemp(dir=log_root)
-        logger = GradientStatisticsLogger(
+        logger = TimedLogger(
             log_dir=directory, csv_path=os.path.join(directory, "stats.csv"), class_counts=counts,
             every_n_steps=50 if variant == "logger_every_50" else None)
         callbacks = [logger, timer]  # the timer last: it sees the logger's epoch-end work
     model.fit(images, labels, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)
-    return timer.durations
+    return timer.durations, (logger.hook_durations if logger else [(0.0, 0.0)] * args.epochs)
 
 
 def describe_machine():
@@ -119,12 +150,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions of every variant")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per fit; the first is the one-off")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.epochs < 2 or args.batch_size < 1:
         parser.error(f"need repeats >= 1, epochs >= 2, batch size >= 1; got "
                      f"{args.repeats}, {args.epochs}, {args.batch_size}")
-    args.jit_compile = not args.smoke
-    if args.smoke:  # seconds, not a measurement: tiny model and data, no XLA compilation
+    args.jit_compile = True if args.jit_compile else "auto"
+    if args.smoke:  # seconds, not a measurement: tiny model and data
         args.model, args.repeats, args.epochs = "smoke", 1, 2
         data = long_tailed_images(max_per_class=40, imbalance=10, side=4)
     else:
@@ -133,23 +165,33 @@ def main(argv=None):
     print(describe_machine())
     print(f"model {args.model}, {len(data[1])} rows, batch {args.batch_size}, "
           f"jit_compile={args.jit_compile}, {args.epochs} epochs x {args.repeats} repetitions")
-    steady = {variant: [] for variant in VARIANTS}
+    epochs = {variant: [] for variant in VARIANTS}  # (wall, cpu) of the epochs after the first
+    hooks = {variant: [] for variant in VARIANTS}
     first = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as log_root:
         for repeat in range(args.repeats):
             for variant in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
-                durations = run(variant, data, args, log_root)
-                first[variant].append(durations[0])
-                steady[variant].extend(durations[1:])
-                print(f"  repeat {repeat} {variant:16s} epochs " + " ".join(f"{d:.3f}" for d in durations),
-                      flush=True)
+                durations, hook_durations = run(variant, data, args, log_root)
+                first[variant].append(durations[0][0])
+                epochs[variant].extend(durations[1:])
+                hooks[variant].extend(hook_durations[1:])
+                print(f"  repeat {repeat} {variant:16s} epoch wall/cpu s "
+                      + " ".join(f"{wall:.2f}/{cpu:.2f}" for wall, cpu in durations), flush=True)
 
-    baseline = statistics.median(steady["baseline"])
-    for variant in VARIANTS:
-        median = statistics.median(steady[variant])
-        print(f"{variant:16s} median epoch {median:.3f} s, overhead ratio {median / baseline:.3f} "
-              f"({median - baseline:+.3f} s/epoch), "
-              f"first epoch median {statistics.median(first[variant]):.3f} s")
+    def median(values, index):
+        return statistics.median(value[index] for value in values)
+
+    base_wall, base_cpu = median(epochs["baseline"], 0), median(epochs["baseline"], 1)
+    print(f"baseline         median epoch {base_wall:.3f} s wall, {base_cpu:.3f} s cpu, "
+          f"first epoch {statistics.median(first['baseline']):.3f} s wall")
+    for variant in VARIANTS[1:]:
+        wall, cpu = median(epochs[variant], 0), median(epochs[variant], 1)
+        hook_wall, hook_cpu = median(hooks[variant], 0), median(hooks[variant], 1)
+        print(f"{variant:16s} end-to-end overhead ratio {wall / base_wall:.3f} wall, "
+              f"{cpu / base_cpu:.3f} cpu; "
+              f"in-callback {hook_wall * 1e3:.0f} ms wall, {hook_cpu * 1e3:.0f} ms cpu per epoch: "
+              f"overhead ratio {1 + hook_wall / base_wall:.3f} wall, {1 + hook_cpu / base_cpu:.3f} cpu; "
+              f"first epoch {statistics.median(first[variant]):.3f} s wall")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         self._losses = []
         self._warned = set()
         self._writer = None
+        self._figures = {}
         self._csv_checked = False
         self._epoch = 0
         self._epoch_first_step = 0
@@ -230,15 +231,18 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         if self._writer is None:
             return
         try:
-            from keras_eql import plotting
+            from keras_eql.plotting import StatisticsFigure
 
-            figure = plotting.plot_gradient_statistics(stats, counts, class_names=names)
-            png = plotting.figure_to_png(figure)
+            if tag not in self._figures:  # built once: redrawing is the cheap part
+                self._figures[tag] = StatisticsFigure()
+            panels = self._figures[tag]
+            panels.update(stats, counts, class_names=names)
+            pixels = panels.rgba()
         except ImportError as error:
             self._warn_once("matplotlib", f"GradientStatisticsLogger: no image summaries ({error}).")
             return
         with self._writer.as_default(step=step):
-            tf.summary.image(f"{tag}/gradient_statistics", tf.io.decode_png(png)[None])
+            tf.summary.image(f"{tag}/gradient_statistics", pixels[None, ..., :3])  # opaque: RGB
 
     def _append_csv(self, rows):
         path = os.fspath(self.csv_path)

@@ -70,13 +70,84 @@ def _as_statistics(stats_or_loss):
     return stats
 
 
-def _scale_axis(axis, values):
-    """Log y-axis when every value is positive and they span 100x or more."""
+def _log_baseline(values):
+    """Baseline of a log y-axis if the values warrant one, else None.
+
+    Log when every finite value is positive and they span 100x or more.
+    """
     finite = values[np.isfinite(values)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() >= LOG_SCALE_SPAN:
-        axis.set_yscale("log")
         return finite.min() / 2.0
-    return 0.0
+    return None
+
+
+class StatisticsFigure:
+    """The three-panel figure, built once and redrawn cheaply with new statistics.
+
+    Building the axes costs more than drawing them, so a caller that plots
+    repeatedly (`GradientStatisticsLogger`, every epoch) keeps one instance.
+
+    Example:
+        >>> panels = StatisticsFigure()
+        >>> figure = panels.update({"positive": [1.0, 2.0], "negative": [4.0, 4.0],
+        ...                         "ratio": [0.25, 0.5]})
+        >>> panels.rgba().shape
+        (272, 960, 4)
+    """
+
+    def __init__(self):
+        self.figure = _new_figure(12.0, 3.4, 80)
+        self.figure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.9, wspace=0.22)
+        self._axes = self.figure.subplots(1, 3)
+        for axis, (_, title) in zip(self._axes, STATISTICS_PANELS):
+            axis.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
+            axis.set_title(title)
+
+    def update(self, stats_or_loss, class_counts=None, *, class_names=None):
+        """Redraws the panels; see `plot_gradient_statistics` for the arguments.
+
+        Returns:
+            The updated `matplotlib.figure.Figure`.
+        """
+        from matplotlib.ticker import AutoLocator, ScalarFormatter
+
+        stats = _as_statistics(stats_or_loss)
+        num_classes = stats["ratio"].size
+        if class_counts is not None:
+            counts = _check_counts("plot_gradient_statistics: class_counts", class_counts)
+            if counts.size != num_classes:
+                raise ValueError(
+                    f"plot_gradient_statistics: class_counts has {counts.size} entries, "
+                    f"the statistics have {num_classes} classes.")
+            order, sorted_by = np.argsort(-counts, kind="stable"), "training count"
+        else:
+            order, sorted_by = np.argsort(-stats["positive"], kind="stable"), "positives seen"
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"plot_gradient_statistics: {len(class_names)} class_names for {num_classes} classes.")
+        edges = np.arange(num_classes + 1)
+        for axis, (key, _) in zip(self._axes, STATISTICS_PANELS):
+            values = stats[key][order]
+            baseline = _log_baseline(values)
+            axis.patches[0].set_data(values, edges, 0.0 if baseline is None else baseline)
+            axis.relim()  # before the scale: a log axis needs the new, positive limits
+            axis.set_yscale("linear" if baseline is None else "log")
+            axis.autoscale_view()
+            axis.set_xlim(0, num_classes)
+            axis.set_xlabel(f"classes by {sorted_by} (frequent first)")
+            if num_classes <= MAX_LABELLED_CLASSES:
+                labels = [str(i) if class_names is None else str(class_names[i]) for i in order]
+                axis.set_xticks(edges[:-1] + 0.5, labels, fontsize="small",
+                                rotation=0 if class_names is None else 90)
+            else:
+                axis.xaxis.set_major_locator(AutoLocator())
+                axis.xaxis.set_major_formatter(ScalarFormatter())
+        return self.figure
+
+    def rgba(self):
+        """The drawn figure as a `(height, width, 4)` uint8 array."""
+        self.figure.canvas.draw()
+        return np.asarray(self.figure.canvas.buffer_rgba())
 
 
 def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=None):
@@ -103,36 +174,7 @@ def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=No
         >>> [axis.get_title() for axis in figure.axes][2]
         'positive / negative ratio'
     """
-    stats = _as_statistics(stats_or_loss)
-    num_classes = stats["ratio"].size
-    if class_counts is not None:
-        counts = _check_counts("plot_gradient_statistics: class_counts", class_counts)
-        if counts.size != num_classes:
-            raise ValueError(
-                f"plot_gradient_statistics: class_counts has {counts.size} entries, "
-                f"the statistics have {num_classes} classes.")
-        order, sorted_by = np.argsort(-counts, kind="stable"), "training count"
-    else:
-        order, sorted_by = np.argsort(-stats["positive"], kind="stable"), "positives seen"
-    if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(
-            f"plot_gradient_statistics: {len(class_names)} class_names for {num_classes} classes.")
-
-    figure = _new_figure(12.0, 3.4, 80)
-    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.9, wspace=0.22)
-    edges = np.arange(num_classes + 1)
-    for axis, (key, title) in zip(figure.subplots(1, 3), STATISTICS_PANELS):
-        values = stats[key][order]
-        baseline = _scale_axis(axis, values)
-        axis.stairs(values, edges, fill=True, baseline=baseline, color="tab:blue", alpha=0.8)
-        axis.set_xlim(0, num_classes)
-        axis.set_title(title)
-        axis.set_xlabel(f"classes by {sorted_by} (frequent first)")
-        if num_classes <= MAX_LABELLED_CLASSES:
-            labels = [str(i) for i in order] if class_names is None else [str(class_names[i]) for i in order]
-            axis.set_xticks(edges[:-1] + 0.5, labels, rotation=90 if class_names is not None else 0,
-                            fontsize="small")
-    return figure
+    return StatisticsFigure().update(stats_or_loss, class_counts, class_names=class_names)
 
 
 def _read_history(csv_path):
@@ -215,7 +257,8 @@ def plot_ratio_history(csv_path, *, loss_name=None, classes=None, groups=None):
     for label, series in lines:
         steps, ratios = zip(*series)
         axis.plot(steps, ratios, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
-    _scale_axis(axis, np.asarray([ratio for _, series in lines for _, ratio in series]))
+    if _log_baseline(np.asarray([ratio for _, series in lines for _, ratio in series])) is not None:
+        axis.set_yscale("log")
     axis.set_xlabel("training step")
     axis.set_ylabel("positive / negative ratio")
     axis.set_title(f"{loss_name}: gradient ratio during training")

@@ -18,7 +18,12 @@ from PIL import Image  # noqa: E402
 
 import keras_eql  # noqa: E402
 from keras_eql.callbacks import CSV_COLUMNS  # noqa: E402
-from keras_eql.plotting import figure_to_png, plot_gradient_statistics, plot_ratio_history  # noqa: E402
+from keras_eql.plotting import (  # noqa: E402
+    StatisticsFigure,
+    figure_to_png,
+    plot_gradient_statistics,
+    plot_ratio_history,
+)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATS = {
@@ -66,6 +71,17 @@ def test_png_is_a_valid_image_of_the_figure_size():
     image.verify()
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
     assert pixels.std() > 0
+
+
+def test_a_reused_figure_draws_exactly_what_a_fresh_one_draws():
+    linear = {key: np.linspace(1.0, 2.0, 6) for key in ("positive", "negative", "ratio")}
+    panels = StatisticsFigure()
+    panels.update(STATS, COUNTS)  # log axes, sorted by count
+    panels.update(linear, class_names=list("abcdef"))
+    fresh = StatisticsFigure()
+    fresh.update(linear, class_names=list("abcdef"))
+    np.testing.assert_array_equal(panels.rgba(), fresh.rgba())
+    assert [axis.get_yscale() for axis in panels.figure.axes] == ["linear"] * 3
 
 
 @pytest.mark.parametrize("stats, counts, fragment", [
