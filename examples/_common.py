@@ -7,17 +7,13 @@ data, used by the tests).
 """
 
 import argparse
+import contextlib
 import json
 import os
-import sys
 
-# Examples run as scripts (`python examples/x.py`); make `_common` & co. and
-# the repository's `keras_eql` importable either way.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+import numpy as np
 
-from keras_eql.cli import imbalance_factor, positive_float, positive_int  # noqa: E402
+from keras_eql.cli import imbalance_factor, positive_float, positive_int
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before any loss code runs "
@@ -93,21 +89,26 @@ def resolve_strategy(name, jit_compile):
     raise SystemExit(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
 
 
-class scope:
-    """`strategy.scope()`, or nothing when `strategy` is None."""
-
-    def __init__(self, strategy):
-        self._scope = strategy.scope() if strategy is not None else None
-
-    def __enter__(self):
-        return self._scope.__enter__() if self._scope is not None else None
-
-    def __exit__(self, *exc):
-        return self._scope.__exit__(*exc) if self._scope is not None else False
+def scope(strategy):
+    """`strategy.scope()`, or a no-op context when `strategy` is None."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def print_table(results, columns, title):
-    """Print `{method: {column: value in [0, 1]}}` as percentages."""
+    """Print `{method: {column: value in [0, 1]}}` as percentages (NaN as n/a).
+
+    Args:
+        results: one dict of metrics per method.
+        columns: the metric keys to print, in order.
+        title: a line printed above the table.
+
+    Example:
+        >>> print_table({"efl": {"AP": 0.29}}, ["AP"], "AP (%)")  # doctest: +NORMALIZE_WHITESPACE
+        <BLANKLINE>
+        AP (%)
+        method                 AP
+        efl                  29.0
+    """
     print(f"\n{title}")
     print(f"{'method':<16}" + "".join(f"{c:>9}" for c in columns))
     for method, row in results.items():
@@ -116,7 +117,12 @@ def print_table(results, columns, title):
 
 
 def write_results(path, results):
-    """Write `results` as JSON to `path` (when given); NaN becomes null."""
+    """Write `results` as JSON to `path`; NaN becomes null (an empty group).
+
+    Args:
+        path: the JSON file, or None to write nothing.
+        results: a JSON-serialisable dict (floats may be NaN).
+    """
     if path is None:
         return
 
@@ -157,9 +163,19 @@ def lvis_groups(image_counts):
 
 
 def group_means(per_class, groups):
-    """`{group: mean of per_class over the group's classes}`, ignoring NaN (NaN if none)."""
-    import numpy as np
+    """Mean of a per-class metric over each group's classes.
 
+    Args:
+        per_class: one value per class; NaN (no sample) is left out.
+        groups: `{name: [class ids]}`, e.g. from `lvis_groups`.
+
+    Returns:
+        `{name: mean}`, NaN for a group without a finite value.
+
+    Example:
+        >>> group_means([1.0, 0.5, float("nan")], {"rare": [2], "common": [0, 1]})
+        {'rare': nan, 'common': 0.75}
+    """
     per_class = np.asarray(per_class, np.float64)
     means = {}
     for name, members in groups.items():

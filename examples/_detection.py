@@ -19,7 +19,19 @@ PRIOR_PROBABILITY = 0.001  # the authors' init_prior for the sigmoid classifiers
 
 
 def grid_centres(image_size, stride=STRIDE):
-    """`(L, 2)` float32 `(x, y)` centres of the feature-map locations, row-major."""
+    """Pixel centres of the feature-map locations.
+
+    Args:
+        image_size: image side in pixels.
+        stride: feature-map stride.
+
+    Returns:
+        `(L, 2)` float32 `(x, y)` centres, row-major, `L = (size // stride) ** 2`.
+
+    Example:
+        >>> grid_centres(8)[:3].tolist()
+        [[2.0, 2.0], [6.0, 2.0], [2.0, 6.0]]
+    """
     side = image_size // stride
     coords = (np.arange(side, dtype=np.float32) + 0.5) * stride
     ys, xs = np.meshgrid(coords, coords, indexing="ij")
@@ -58,7 +70,15 @@ def assign_targets(boxes, labels, image_size, num_classes, stride=STRIDE):
 
 
 def box_iou_and_giou(predicted, target):
-    """Element-wise IoU and generalised IoU of xyxy boxes `(..., 4)`."""
+    """Element-wise IoU and generalised IoU (Rezatofighi et al.) of xyxy boxes.
+
+    Args:
+        predicted: float tensor `(..., 4)`.
+        target: float tensor `(..., 4)`.
+
+    Returns:
+        `(iou, giou)`, each of shape `(...)`.
+    """
     area = lambda b: tf.maximum(b[..., 2] - b[..., 0], 0.0) * tf.maximum(b[..., 3] - b[..., 1], 0.0)  # noqa: E731
     top_left = tf.maximum(predicted[..., :2], target[..., :2])
     bottom_right = tf.minimum(predicted[..., 2:], target[..., 2:])
@@ -71,7 +91,17 @@ def box_iou_and_giou(predicted, target):
 
 
 def global_sum(value):
-    """Sum over replicas (a no-op on one device): normalisers must be global."""
+    """Sum a tensor over replicas; a no-op on one device.
+
+    Normalisers such as the number of positives must be global so that the
+    summed replica gradients equal the single-device gradient.
+
+    Args:
+        value: a tensor, in replica context.
+
+    Returns:
+        The sum over all replicas.
+    """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync <= 1:
         return value
@@ -146,7 +176,17 @@ class DenseDetector(keras.Model):
 
 
 def sigmoid_focal_loss(targets, logits, alpha=0.25, gamma=2.0):
-    """Element-wise focal loss (Lin et al.) from logits, in log space."""
+    """Element-wise focal loss (Lin et al., 2017) from logits, the `focal` baseline.
+
+    Args:
+        targets: 0/1 float tensor, the logits' shape.
+        logits: raw logits.
+        alpha: weight of positives (`1 - alpha` for negatives).
+        gamma: focusing parameter.
+
+    Returns:
+        The unreduced loss, the logits' shape.
+    """
     probability = tf.sigmoid(logits)
     p_t = targets * probability + (1 - targets) * (1 - probability)
     log_p_t = -tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
@@ -155,14 +195,36 @@ def sigmoid_focal_loss(targets, logits, alpha=0.25, gamma=2.0):
 
 
 def quality_focal_loss(quality_targets, logits, beta=2.0):
-    """Element-wise quality focal loss (Li et al., GFL): `BCE(z, q) |q - p|^beta`."""
+    """Element-wise quality focal loss (Li et al., GFL, 2020), the `qfl` baseline.
+
+    `BCE(z, q) * |q - sigmoid(z)| ** beta` with IoU-quality targets `q`.
+
+    Args:
+        quality_targets: floats in [0, 1], the logits' shape.
+        logits: raw logits.
+        beta: focusing parameter.
+
+    Returns:
+        The unreduced loss, the logits' shape.
+    """
     probability = tf.sigmoid(logits)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=quality_targets, logits=logits)
     return bce * tf.abs(quality_targets - probability) ** beta
 
 
 def to_coco_results(boxes, scores, classes, valid, image_ids):
-    """COCO `[x, y, w, h]` results (category ids `class + 1`) from `detect` outputs."""
+    """COCO-format detections from batched `DenseDetector.detect` outputs.
+
+    Args:
+        boxes: `(B, K, 4)` xyxy boxes.
+        scores: `(B, K)` scores.
+        classes: `(B, K)` class ids `0..C-1`.
+        valid: `(B,)` number of valid detections per image.
+        image_ids: `(B,)` COCO image ids.
+
+    Returns:
+        A list of `{"image_id", "category_id" (class + 1), "bbox" [x, y, w, h], "score"}`.
+    """
     results = []
     for image_boxes, image_scores, image_classes, count, image_id in zip(boxes, scores, classes, valid, image_ids):
         for box, score, category in zip(image_boxes[:count], image_scores[:count], image_classes[:count]):

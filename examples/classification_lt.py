@@ -29,6 +29,7 @@ from keras_eql import cli, data
 
 
 def parse_args(argv=None):
+    """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_common_arguments(parser, epochs=cli.DEFAULTS["epochs"])
     parser.add_argument("--losses", default="cross_entropy,softmax_eql",
@@ -62,6 +63,7 @@ def build_loss(name, counts):
 
 
 def main(argv=None):
+    """Train and evaluate every method; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     source = data.load_fashion_mnist(seed=args.seed)

@@ -41,6 +41,7 @@ METHODS = ("focal", "efl", "qfl", "eqfl")
 
 
 def parse_args(argv=None):
+    """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_common_arguments(parser, epochs=30)
     parser.add_argument("--methods", default=",".join(METHODS),
@@ -63,7 +64,17 @@ def parse_args(argv=None):
 
 
 def classification_loss(method, num_classes, scale_factor):
-    """`(labels, logits, quality) -> scalar`, normalised by the global positives."""
+    """The classification loss of a method, normalised by the global positives.
+
+    Args:
+        method: one of `METHODS`.
+        num_classes: categories `C`.
+        scale_factor: `s` of EFL/EQFL.
+
+    Returns:
+        A callable `(labels (B, L), logits (B, L, C), quality (B, L)) -> scalar`
+        whose `.loss` attribute is the keras_eql loss (None for baselines).
+    """
     if method == "efl":
         loss = keras_eql.EqualizedFocalLoss(num_classes=num_classes, scale=scale_factor,
                                             reduction="sum", normalize_by_positives=True)
@@ -92,6 +103,7 @@ def classification_loss(method, num_classes, scale_factor):
 
 
 def dataset(split, targets, batch_size, seed=None):
+    """`tf.data` of `(images, {"labels", "boxes"})`; shuffled, full batches when `seed` is set."""
     labels, boxes = targets
     data = tf.data.Dataset.from_tensor_slices((split["images"], {"labels": labels, "boxes": boxes}))
     if seed is not None:
@@ -100,17 +112,21 @@ def dataset(split, targets, batch_size, seed=None):
 
 
 def evaluate(model, val, train_counts, batch_size):
+    """COCO AP overall and per LVIS group of `model` on the validation split."""
     detect = tf.function(model.detect)
     results = []
     for start in range(0, len(val["images"]), batch_size):
-        images = tf.constant(val["images"][start:start + batch_size])
-        outputs = [t.numpy() for t in detect(images)]
-        ids = np.arange(start, start + len(images)) + 1
-        results += _detection.to_coco_results(*outputs, ids)
+        images = val["images"][start:start + batch_size]
+        count = len(images)
+        # Pad the last batch: one traced shape, as on an accelerator.
+        images = np.concatenate([images, np.zeros((batch_size - count,) + images.shape[1:], images.dtype)])
+        outputs = [t.numpy()[:count] for t in detect(tf.constant(images))]
+        results += _detection.to_coco_results(*outputs, np.arange(start, start + count) + 1)
     return grouped_coco_ap(val["coco"], results, train_image_counts=train_counts)
 
 
 def main(argv=None):
+    """Train and evaluate every method; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     num_classes = _synthetic.NUM_CATEGORIES
@@ -134,7 +150,8 @@ def main(argv=None):
             # Warm-up and gradient clipping, as the paper's EFL recipe (Section 5.2.2).
             model.compile(keras.optimizers.Adam(schedule, global_clipnorm=35.0), jit_compile=jit_compile)
         started = time.perf_counter()
-        model.fit(dataset(train, targets, args.batch_size, seed=args.seed), epochs=args.epochs, verbose=args.verbose)
+        model.fit(dataset(train, targets, args.batch_size, seed=args.seed), epochs=args.epochs,
+                  verbose=args.verbose, shuffle=False)
         seconds = time.perf_counter() - started
         results[method] = evaluate(model, val, train_counts, 32)
         results[method]["seconds"] = round(seconds, 1)

@@ -60,6 +60,7 @@ PRIOR_PROBABILITY = 0.001
 
 
 def parse_args(argv=None):
+    """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_common_arguments(parser, epochs=10)
     parser.add_argument("--methods", default="efl", help=f"subset of {','.join(METHODS)}")
@@ -106,6 +107,7 @@ def scaled(images):
 
 
 def classification_loss(method, num_classes):
+    """`EqualizedFocalLoss` (used as is) or the focal baseline, both summed."""
     if method == "efl":
         return keras_eql.EqualizedFocalLoss(num_classes=num_classes, reduction="sum")
 
@@ -125,6 +127,7 @@ class SummedFocalLoss(keras.losses.Loss):
 
 
 def evaluate(detector, val, train_counts):
+    """COCO AP overall and per LVIS group, from KerasHub's decoded predictions."""
     predictions = detector.predict(scaled(val["images"]), batch_size=32, verbose=0)
     results = []
     for index in range(len(val["images"])):
@@ -137,6 +140,7 @@ def evaluate(detector, val, train_counts):
 
 
 def main(argv=None):
+    """Train and evaluate every method; returns `{method: metrics}`."""
     args = parse_args(argv)
     if keras_hub is None:
         raise SystemExit("kerashub_retinanet.py needs keras-hub: pip install keras-hub")

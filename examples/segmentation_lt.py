@@ -40,6 +40,7 @@ PRIOR_PROBABILITY = 0.001
 
 
 def parse_args(argv=None):
+    """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_common_arguments(parser, epochs=30)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
@@ -82,6 +83,7 @@ def summed_bce(labels, logits):
 
 
 def make_loss(method, num_classes):
+    """The loss of a method (`C + 1` logits: background last)."""
     if method == "ce":
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if method == "softmax_eql":
@@ -92,6 +94,7 @@ def make_loss(method, num_classes):
 
 
 def predict_labels(model, images, method):
+    """Per-pixel labels: softmax argmax, or argmax over `p_j (1 - p_bg)` and `p_bg`."""
     logits = model.predict(images, batch_size=32, verbose=0)
     if method in ("ce", "softmax_eql"):
         return np.argmax(logits, axis=-1)
@@ -117,6 +120,7 @@ def evaluate(predicted, labels, num_classes, groups):
 
 
 def main(argv=None):
+    """Train and evaluate every method; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     num_classes = _synthetic.NUM_CATEGORIES

@@ -44,6 +44,7 @@ PRIOR_PROBABILITY = 0.001
 
 
 def parse_args(argv=None):
+    """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_common_arguments(parser, epochs=20)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
@@ -70,7 +71,18 @@ def _iou(box, boxes):
 
 
 def sample_rois(split, num_classes, seed, positives_per_object=2, negatives_per_image=3):
-    """RoI crops `(R, 24, 24, 3)` uint8 and labels `(R,)` (`num_classes` = background)."""
+    """Jittered foreground RoIs and background RoIs, cropped and resized.
+
+    Args:
+        split: a `_synthetic.detection_split` dict.
+        num_classes: `C`, the background label.
+        seed: NumPy seed of the jitter.
+        positives_per_object: RoIs with IoU >= 0.5 per object.
+        negatives_per_image: RoIs with IoU < 0.3 to every object, per image.
+
+    Returns:
+        `(crops, labels)`: uint8 `(R, 24, 24, 3)` and int32 `(R,)`.
+    """
     rng = np.random.default_rng(seed)
     size = split["images"].shape[1]
     image_ids, boxes, labels = [], [], []
@@ -107,6 +119,7 @@ def sample_rois(split, num_classes, seed, positives_per_object=2, negatives_per_
 
 
 def region_classifier(num_outputs, width):
+    """A small CNN on RoI crops; every logit's bias starts at prior 0.001."""
     layers = keras.layers
     inputs = keras.Input((CROP, CROP, 3), name="rois")
     x = layers.Rescaling(1 / 255.0)(inputs)
@@ -126,7 +139,19 @@ def summed_bce(labels, logits):
 
 
 def average_precision(is_positive, scores):
-    """Non-interpolated AP of one class (NaN without positives)."""
+    """Non-interpolated average precision of one class.
+
+    Args:
+        is_positive: bool array, the RoIs of this class.
+        scores: the class's scores for every RoI.
+
+    Returns:
+        The mean precision at each positive, ranked by score; NaN without positives.
+
+    Example:
+        >>> average_precision(np.array([True, False, True]), np.array([0.9, 0.8, 0.1]))
+        0.8333333333333333
+    """
     if not np.any(is_positive):
         return float("nan")
     order = np.argsort(-scores, kind="stable")
@@ -136,6 +161,7 @@ def average_precision(is_positive, scores):
 
 
 def evaluate(scores, labels, num_classes, groups):
+    """Per-category AP and foreground accuracy, overall and per LVIS group."""
     foreground = labels < num_classes
     predicted = np.argmax(scores, axis=-1)
     ap = [average_precision(labels == k, scores[:, k]) for k in range(num_classes)]
@@ -148,6 +174,7 @@ def evaluate(scores, labels, num_classes, groups):
 
 
 def main(argv=None):
+    """Train and evaluate every method; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     num_classes = _synthetic.NUM_CATEGORIES
