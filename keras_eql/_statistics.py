@@ -160,21 +160,30 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             A list of update ops to depend on.
         """
         width = gradient.shape[-1]
-        magnitude = tf.abs(tf.cast(gradient, tf.float32))
-        updates = []
-        if unscale:
-            factor = self._upstream.read_value()
-            magnitude = magnitude / factor
-            # Back to 1 so that a later gradient that bypasses
-            # `record_upstream` is not scaled by a stale factor.
-            with tf.control_dependencies([factor]):
-                updates.append(self._upstream.assign(1.0))
-        magnitude = tf.reshape(magnitude, [-1, width])[:, : self.num_classes]
+        magnitude = tf.reshape(tf.abs(tf.cast(gradient, tf.float32)), [-1, width])
+        magnitude = magnitude[:, : self.num_classes]
         mask = tf.cast(positive_mask, tf.float32)
         mask = tf.reshape(tf.broadcast_to(mask, tf.shape(gradient)), [-1, width])
         mask = mask[:, : self.num_classes]
         positive = tf.reduce_sum(magnitude * mask, axis=0)
         negative = tf.reduce_sum(magnitude * (1.0 - mask), axis=0)
+        return self.accumulate_sums(positive, negative, unscale=unscale,
+                                    inputs_finite=inputs_finite)
+
+    def accumulate_sums(self, positive, negative, *, unscale, inputs_finite=None):
+        """Like `accumulate`, from this step's per-class sums of |gradient|.
+
+        For a fused backward pass that already reduced the gradient to
+        `sum_i y_ij |g_ij|` and `sum_i (1 - y_ij) |g_ij|` (`(C,)` each).
+        """
+        updates = []
+        if unscale:
+            factor = self._upstream.read_value()
+            positive, negative = positive / factor, negative / factor
+            # Back to 1 so that a later gradient that bypasses
+            # `record_upstream` is not scaled by a stale factor.
+            with tf.control_dependencies([factor]):
+                updates.append(self._upstream.assign(1.0))
         return updates + self._accumulate(positive, negative, inputs_finite)
 
     def capture(self, logits, positive_mask, *, unscale, inputs_finite=None):
