@@ -18,7 +18,9 @@ machine load hits all alike:
 * `logger`: `GradientStatisticsLogger` with TensorBoard, CSV and the image,
   logging at epoch ends (the default);
 * `logger_every_50`: the same, plus scalars, histograms and CSV rows every
-  50 steps.
+  50 steps;
+* `logger_csv_only`: no `log_dir` (so no TensorBoard and no image): CSV rows
+  and `logs` at epoch ends.
 
 An epoch's time runs from one epoch end to the next (callbacks included),
 in wall and process CPU seconds; the first epoch (tracing, compilation,
@@ -53,7 +55,7 @@ import keras_eql  # noqa: E402
 from keras_eql.callbacks import GradientStatisticsLogger  # noqa: E402
 
 NUM_CLASSES = 10
-VARIANTS = ("baseline", "logger", "logger_every_50")
+VARIANTS = ("baseline", "logger", "logger_every_50", "logger_csv_only")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -128,7 +130,8 @@ def run(variant, data, args, log_root):
     if variant != "baseline":
         directory = tempfile.mkdtemp(dir=log_root)
         logger = TimedLogger(
-            log_dir=directory, csv_path=os.path.join(directory, "stats.csv"), class_counts=counts,
+            log_dir=None if variant == "logger_csv_only" else directory,
+            csv_path=os.path.join(directory, "stats.csv"), class_counts=counts,
             every_n_steps=50 if variant == "logger_every_50" else None)
         callbacks = [logger, timer]  # the timer last: it sees the logger's epoch-end work
     model.fit(images, labels, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)

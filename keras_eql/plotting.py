@@ -18,7 +18,7 @@ STATISTICS_PANELS = (
     ("negative", "accumulated negative gradient"),
     ("ratio", "positive / negative ratio"),
 )
-# Only this few classes get a tick label each.
+# Up to this many classes, every class gets its own tick label.
 MAX_LABELLED_CLASSES = 20
 # A panel switches to a log axis when its values span this many times.
 LOG_SCALE_SPAN = 100.0
@@ -104,7 +104,13 @@ class StatisticsFigure:
             axis.set_title(title)
 
     def update(self, stats_or_loss, class_counts=None, *, class_names=None):
-        """Redraws the panels; see `plot_gradient_statistics` for the arguments.
+        """Redraws the panels with new statistics.
+
+        Args:
+            stats_or_loss: a keras_eql loss, or a dict like its
+                `gradient_statistics()`.
+            class_counts: optional training samples per class (the x order).
+            class_names: optional tick labels (up to 20 classes).
 
         Returns:
             The updated `matplotlib.figure.Figure`.
