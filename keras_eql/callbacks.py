@@ -6,6 +6,7 @@ it works unchanged with `jit_compile=True` and adds no work to the step.
 """
 
 import csv
+import numbers
 import os
 import warnings
 
@@ -106,10 +107,12 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         ['softmax_eql_ratio_head', 'softmax_eql_ratio_medium', 'softmax_eql_ratio_tail']
     """
 
-    def __init__(self, log_dir=None, csv_path=None, every_n_steps=None, class_counts=None, class_names=None):
+    def __init__(self, log_dir=None, csv_path=None, every_n_steps=None, class_counts=None,
+                 class_names=None):
         super().__init__()
         if every_n_steps is not None and (
-                isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1):
+                isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral)
+                or every_n_steps < 1):
             raise ValueError(
                 "GradientStatisticsLogger: every_n_steps must be a positive int or None, "
                 f"got {every_n_steps!r}.")
@@ -118,7 +121,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
                 raise ValueError(f"GradientStatisticsLogger: {label} must be a path or None, got {value!r}.")
         self.log_dir = log_dir
         self.csv_path = csv_path
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = None if every_n_steps is None else int(every_n_steps)
         self.class_counts = class_counts
         self.class_names = class_names
         self._losses = []
