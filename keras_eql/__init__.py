@@ -5,7 +5,7 @@ accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
 """
 
-from keras_eql import baselines, functional
+from keras_eql import baselines, callbacks, functional, metrics, plotting
 from keras_eql._base import EqualizationLoss
 from keras_eql._statistics import GradientStatistics
 from keras_eql.baselines import (
@@ -18,6 +18,7 @@ from keras_eql.baselines import (
     logit_adjust,
     seesaw_scores,
 )
+from keras_eql.callbacks import GradientStatisticsLogger
 from keras_eql.functional import sigmoid_eql_scores
 from keras_eql.layers import SigmoidEQLScores
 from keras_eql.losses import (
@@ -26,11 +27,22 @@ from keras_eql.losses import (
     SigmoidEQL,
     SoftmaxEQL,
 )
+from keras_eql.metrics import GroupedAccuracy, frequency_groups, grouped_coco_ap
+from keras_eql.plotting import plot_gradient_statistics, plot_ratio_history
 from keras_eql.registry import available_losses, get
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GradientStatisticsLogger",
+    "GroupedAccuracy",
+    "callbacks",
+    "frequency_groups",
+    "grouped_coco_ap",
+    "metrics",
+    "plot_gradient_statistics",
+    "plot_ratio_history",
+    "plotting",
     "BalancedSoftmax",
     "ClassBalancedLoss",
     "EQLv1",

@@ -72,7 +72,9 @@ def _first_failure(values, ok):
     """The first value where `ok` is False (NaN if none; safe on empty input)."""
     values = tf.concat([tf.reshape(values, [-1]), [np.nan]], 0)
     ok = tf.concat([tf.reshape(ok, [-1]), [False]], 0)
-    return values[tf.argmin(tf.cast(ok, tf.int32))]
+    # `gather`, not indexing: XLA needs a strided slice's start at compile
+    # time, which made every batch of labels a new compilation.
+    return tf.gather(values, tf.argmin(tf.cast(ok, tf.int32)))
 
 
 def is_sparse(y_true, y_pred):
