@@ -95,6 +95,9 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         class_counts: training samples per class: a sequence for every loss,
             or a dict `{tag: sequence}`.
         class_names: names per class, same forms as `class_counts`.
+        image_every_n_epochs: write the image every this many epochs, or
+            None for no image. Rendering it is most of the callback's cost
+            (about 0.15 s; see BENCHMARKS.md): raise this for short epochs.
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -108,14 +111,15 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir=None, csv_path=None, every_n_steps=None, class_counts=None,
-                 class_names=None):
+                 class_names=None, image_every_n_epochs=1):
         super().__init__()
-        if every_n_steps is not None and (
-                isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral)
-                or every_n_steps < 1):
-            raise ValueError(
-                "GradientStatisticsLogger: every_n_steps must be a positive int or None, "
-                f"got {every_n_steps!r}.")
+        for label, value in (("every_n_steps", every_n_steps),
+                             ("image_every_n_epochs", image_every_n_epochs)):
+            if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(
+                    f"GradientStatisticsLogger: {label} must be a positive int or None, "
+                    f"got {value!r}.")
         for label, value in (("log_dir", log_dir), ("csv_path", csv_path)):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"GradientStatisticsLogger: {label} must be a path or None, got {value!r}.")
@@ -124,6 +128,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         self.every_n_steps = None if every_n_steps is None else int(every_n_steps)
         self.class_counts = class_counts
         self.class_names = class_names
+        self.image_every_n_epochs = image_every_n_epochs
         self._losses = []
         self._warned = set()
         self._writer = None
@@ -176,7 +181,8 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._losses:
-            self._log(logs=logs, with_image=True)
+            every = self.image_every_n_epochs
+            self._log(logs=logs, with_image=every is not None and (epoch + 1) % every == 0)
             self._last_trigger_step = self._last_written_step
 
     def on_train_end(self, logs=None):

@@ -127,6 +127,19 @@ def test_tensorboard_image_is_the_plot_at_epoch_ends(trained):
     assert image[..., :3].std() > 0  # not a blank canvas
 
 
+@pytest.mark.parametrize("every, expected_epochs", [(2, [2, 4]), (None, [])])
+def test_image_frequency_is_configurable(tmp_path, every, expected_epochs):
+    loss = keras_eql.SigmoidEQL()
+    logger = GradientStatisticsLogger(log_dir=str(tmp_path), image_every_n_epochs=every)
+    features, labels = tiny_data()
+    tiny_model(loss).fit(features, labels, batch_size=ROWS, epochs=4, verbose=0,
+                         callbacks=[logger])
+    tensors = read_tensors(tmp_path)
+    steps = [step for step, _ in tensors.get("sigmoid_eql/gradient_statistics", [])]
+    assert steps == expected_epochs  # one step per epoch: step == epoch number
+    assert [step for step, _ in tensors["sigmoid_eql/ratio"]] == [1, 2, 3, 4]
+
+
 def test_csv_rows_match_statistics(trained):
     with open(trained["directory"] / "stats.csv", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -230,6 +243,7 @@ def test_model_without_equalization_loss_warns_once_and_writes_nothing(tmp_path)
     (dict(every_n_steps=True), "every_n_steps"),
     (dict(every_n_steps=2.5), "every_n_steps"),
     (dict(csv_path=3), "csv_path"),
+    (dict(image_every_n_epochs=0), "image_every_n_epochs"),
 ])
 def test_bad_arguments_raise(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
