@@ -11,8 +11,6 @@ that the offending value is fetched with `tf.gather`: indexing with a tensor
 the labels as a compile-time constant and recompile for every new batch.
 """
 
-import inspect
-
 import numpy as np
 import tensorflow as tf
 from keras.src.backend import set_keras_mask
@@ -76,10 +74,19 @@ class _Fused:
     """Mixin replacing `EqualizationLoss.call` by the fused row losses."""
 
     def _column_sums_hook(self, inputs_finite):
-        """`on_column_sums` folding the sums into the statistics (cf. `accumulate`)."""
+        """`on_column_sums` folding the sums into the statistics.
+
+        `GradientStatistics.accumulate` minus the reduction, and with the
+        finiteness checked on the updated sums rather than on the increments
+        (the same verdict, as the stored sums are finite): then the
+        matrix-vector product that makes the negative sums feeds an add,
+        which XLA fuses as its output, instead of XLA fusing the (N, K)
+        operand into a naive matrix-vector loop (+30% of a training step at
+        512 rows).
+        """
         statistics = self._statistics
         unscale = self._records_upstream()
-        finite_argument = "inputs_finite" in inspect.signature(statistics._accumulate).parameters
+        decay = 1.0 if statistics.decay is None else float(statistics.decay)
 
         def hook(positive, negative):
             updates = []
@@ -88,9 +95,20 @@ class _Fused:
                 positive, negative = positive / factor, negative / factor
                 with tf.control_dependencies([factor]):
                     updates.append(statistics._upstream.assign(1.0))
-            if finite_argument:
-                return updates + statistics._accumulate(positive, negative, inputs_finite)
-            return updates + statistics._accumulate(positive, negative)
+            if inputs_finite is not None:
+                positive = tf.where(inputs_finite, positive, np.nan)
+            positive, negative = all_reduce_sum(positive, negative)
+            old_positive = tf.convert_to_tensor(statistics.positive)
+            old_negative = tf.convert_to_tensor(statistics.negative)
+            new_positive = decay * old_positive + positive
+            new_negative = decay * old_negative + negative
+            finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(new_positive)),
+                                    tf.reduce_all(tf.math.is_finite(new_negative)))
+            return updates + [
+                statistics.positive.assign(tf.where(finite, new_positive, old_positive)),
+                statistics.negative.assign(tf.where(finite, new_negative, old_negative)),
+                statistics.steps.assign_add(tf.cast(finite, tf.float32)),
+            ]
 
         return hook
 
