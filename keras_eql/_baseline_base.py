@@ -64,6 +64,22 @@ class BaselineLoss(keras.losses.Loss):
     def _classes_known(self, num_classes):
         """Called with C on every call: build state or check the width."""
 
+    def _check_class_columns(self, num_classes, expected, built_from):
+        """Raise unless the logits have the `expected` C of a loss built from per-class values.
+
+        Args:
+            num_classes: C of the logits.
+            expected: the number of per-class values the loss was built from.
+            built_from: what those values are, ending the message
+                "logits have N columns but ...".
+
+        Raises:
+            ValueError: `num_classes != expected`.
+        """
+        if num_classes != expected:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': logits have {num_classes} columns but {built_from}.")
+
     def _dense_checks(self, targets):
         """Extra assertion ops on validated dense targets."""
         return []

@@ -139,10 +139,9 @@ class EQLv1(BaselineLoss):
         return self._rare.copy()
 
     def _classes_known(self, num_classes):
-        if num_classes != self._rare.size:
-            raise ValueError(
-                f"EQLv1 '{self.name}': logits have {num_classes} columns but the rare-class "
-                f"mask has {self._rare.size} classes (EQL v1 takes C logits, no objectness column).")
+        self._check_class_columns(
+            num_classes, self._rare.size,
+            f"the rare-class mask has {self._rare.size} classes (EQL v1 takes C logits, no objectness column)")
 
     def _row_loss(self, targets, labels, logits):
         return tf.reduce_sum(eql_v1(targets, logits, rare_mask=self._rare), axis=-1)
@@ -322,10 +321,7 @@ class ClassBalancedLoss(BaselineLoss):
         return self._weights.copy()
 
     def _classes_known(self, num_classes):
-        if num_classes != self._weights.size:
-            raise ValueError(
-                f"ClassBalancedLoss '{self.name}': logits have {num_classes} columns but "
-                f"{self._weights.size} class_counts were given.")
+        self._check_class_columns(num_classes, self._weights.size, f"{self._weights.size} class_counts were given")
 
     def _row_loss(self, targets, labels, logits):
         return class_balanced_loss(targets[..., : self._weights.size], logits,
