@@ -1,15 +1,22 @@
-"""Command-line flags, distribution strategies and reporting shared by the examples.
+"""Command-line flags, distribution strategies, training and reporting shared by the examples.
 
 Every example accepts `--strategy {default,mirrored,multiworker,tpu}`,
 `--jit-compile/--no-jit-compile` (on by default), `--epochs`, `--seed`,
 `--output` (a JSON file for the results) and `--smoke` (a few steps on tiny
-data, used by the tests).
+data, used by the tests). The examples on the synthetic long-tailed set
+(`_synthetic.py`) also share `--methods`, `--scale`,
+`--val-images-per-category`, `--batch-size` and `--learning-rate`
+(`synthetic_parser`, `parse_synthetic_args`), their training plumbing
+(`start_method`, `shuffled_batches`, `warmup_cosine_adam`, `timed_fit`) and
+their reporting (`statistics_summary`, `grouped_metric`, `report`: a table
+on stdout and `{"args", ..., "results"}` JSON in `--output`).
 """
 
 import argparse
 import contextlib
 import json
 import os
+import time
 
 import numpy as np
 
@@ -22,7 +29,9 @@ DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before an
 
 __all__ = ["STRATEGIES", "add_common_arguments", "imbalance_factor", "positive_float",
            "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
-           "lvis_groups", "group_means"]
+           "lvis_groups", "group_means", "synthetic_parser", "parse_synthetic_args",
+           "category_image_counts", "start_method", "shuffled_batches", "warmup_cosine_adam",
+           "timed_fit", "statistics_summary", "grouped_metric", "report"]
 
 
 def add_common_arguments(parser, *, epochs):
@@ -47,6 +56,61 @@ def add_common_arguments(parser, *, epochs):
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity (1: progress bars)")
     return parser
+
+
+def synthetic_parser(description, *, epochs, methods, default_methods=None, batch_size, learning_rate):
+    """A parser with the common flags and those of the synthetic long-tailed examples.
+
+    Args:
+        description: the example's module docstring (shown by `--help`).
+        epochs: default number of epochs of a full run.
+        methods: every method the example can train.
+        default_methods: the methods trained without `--methods` (all of them
+            when None).
+        batch_size: default `--batch-size`.
+        learning_rate: default (peak) `--learning-rate`.
+
+    Returns:
+        An `argparse.ArgumentParser`; the example adds its own flags, then
+        calls `parse_synthetic_args`.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, epochs=epochs)
+    parser.add_argument("--methods", default=",".join(default_methods or methods),
+                        help=f"comma-separated subset of {','.join(methods)}")
+    parser.add_argument("--scale", type=positive_float, default=1.0,
+                        help="training-set size factor (1.0: about 880 images)")
+    parser.add_argument("--val-images-per-category", type=positive_int, default=12)
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size)
+    parser.add_argument("--learning-rate", type=positive_float, default=learning_rate)
+    return parser
+
+
+def parse_synthetic_args(parser, argv, methods, *, smoke_scale, smoke_batch_size):
+    """Parse the flags of a `synthetic_parser`, check `--methods`, apply `--smoke`.
+
+    Args:
+        parser: from `synthetic_parser`, with the example's own flags added.
+        argv: the arguments (None: `sys.argv`).
+        methods: every method the example can train.
+        smoke_scale: `--scale` of a smoke run.
+        smoke_batch_size: `--batch-size` of a smoke run.
+
+    Returns:
+        The parsed flags; `args.methods` is a list of method names.
+
+    Raises:
+        SystemExit: an unknown or empty `--methods` (argparse's exit code 2).
+    """
+    args = parser.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in methods]
+    if unknown or not args.methods:
+        parser.error(f"--methods: unknown method(s) {unknown or args.methods!r}; choose from {', '.join(methods)}")
+    if args.smoke:
+        # One epoch on a few percent of the training set, one validation image per category.
+        args.scale, args.val_images_per_category, args.epochs, args.batch_size = smoke_scale, 1, 1, smoke_batch_size
+    return args
 
 
 def resolve_strategy(name, jit_compile):
@@ -92,6 +156,106 @@ def resolve_strategy(name, jit_compile):
 def scope(strategy):
     """`strategy.scope()`, or a no-op context when `strategy` is None."""
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def category_image_counts(split, num_classes):
+    """Training images per category of a `_synthetic` split.
+
+    Args:
+        split: a `_synthetic.detection_split` dict (its COCO ids are `k + 1`).
+        num_classes: categories `C`.
+
+    Returns:
+        An int array `(C,)`, indexed by category id `0..C-1`.
+    """
+    from keras_eql.metrics import images_per_category
+
+    counts = images_per_category(split["coco"])
+    return np.array([counts[k + 1] for k in range(num_classes)])
+
+
+def start_method(method, seed):
+    """Print the method's header and reseed Keras, TensorFlow and NumPy.
+
+    Every method then starts from the same initial weights, so the methods
+    differ only by their loss.
+    """
+    import keras
+
+    print(f"\n=== {method} ===")
+    keras.utils.set_random_seed(seed)
+
+
+def shuffled_batches(inputs, targets, batch_size, seed):
+    """A shuffled `tf.data` pipeline of full batches, and its batches per epoch.
+
+    The last partial batch is dropped, so every step has the same static
+    shape: one XLA program, as on a TPU.
+
+    Args:
+        inputs: an array of examples.
+        targets: an array, or a dict of arrays, one row per example.
+        batch_size: examples per batch.
+        seed: shuffle seed.
+
+    Returns:
+        `(dataset, steps_per_epoch)`; `steps_per_epoch` is at least 1.
+    """
+    import tensorflow as tf
+
+    count = len(tf.nest.flatten(targets)[0])
+    dataset = (tf.data.Dataset.from_tensor_slices((inputs, targets)).shuffle(count, seed=seed)
+               .batch(batch_size, drop_remainder=True).prefetch(2))
+    return dataset, max(1, count // batch_size)
+
+
+def warmup_cosine_adam(learning_rate, steps, warmup_steps, **adam_options):
+    """Adam with a linear warm-up from 0 to `learning_rate`, then a cosine decay to 0.
+
+    Create it under the strategy's scope: its slots are variables.
+
+    Args:
+        learning_rate: the peak rate, reached after the warm-up.
+        steps: training steps of the whole run (warm-up included).
+        warmup_steps: length of the warm-up (at least 1 is used).
+        **adam_options: more `keras.optimizers.Adam` arguments
+            (e.g. `global_clipnorm`).
+
+    Returns:
+        A `keras.optimizers.Adam`.
+    """
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps, warmup_target=learning_rate, warmup_steps=max(1, warmup_steps))
+    return keras.optimizers.Adam(schedule, **adam_options)
+
+
+def timed_fit(model, *args, **kwargs):
+    """Run `model.fit(*args, **kwargs)`; returns its wall-clock seconds, to 0.1 s."""
+    started = time.perf_counter()
+    model.fit(*args, **kwargs)
+    return round(time.perf_counter() - started, 1)
+
+
+def statistics_summary(loss, keys):
+    """What a keras_eql loss accumulated while training, for the results JSON.
+
+    Args:
+        loss: the trained loss; one without `gradient_statistics` (a
+            baseline, or None) gives an empty dict.
+        keys: the `gradient_statistics()` entries to report, e.g.
+            `("ratio",)`.
+
+    Returns:
+        `{"statistics_steps": float, key: [per-class floats], ...}`, or `{}`.
+    """
+    if not hasattr(loss, "gradient_statistics"):
+        return {}
+    statistics = loss.gradient_statistics()
+    summary = {"statistics_steps": float(loss.statistics.steps.numpy())}
+    summary.update({key: statistics[key].tolist() for key in keys})
+    return summary
 
 
 def print_table(results, columns, title):
@@ -140,6 +304,43 @@ def write_results(path, results):
     with open(path, "w") as handle:
         json.dump(clean(results), handle, indent=2)
     print(f"Wrote {path}")
+
+
+def grouped_metric(name, per_class, groups):
+    """Group means of a per-class metric under the keys `<name>_r`, `<name>_c`, `<name>_f`.
+
+    Args:
+        name: the metric's name, e.g. `"mIoU"`.
+        per_class: one value per class (see `group_means`).
+        groups: `{name: [class ids]}`, e.g. from `lvis_groups`.
+
+    Returns:
+        `{f"{name}_{first letter of the group}": mean}`.
+
+    Example:
+        >>> grouped_metric("AP", [1.0, 0.5], {"rare": [0], "common": [1]})
+        {'AP_r': 1.0, 'AP_c': 0.5}
+    """
+    return {f"{name}_{group[0]}": value for group, value in group_means(per_class, groups).items()}
+
+
+def report(args, results, columns, title, **extra):
+    """Print the results table and write the run's JSON to `--output`.
+
+    Args:
+        args: the parsed flags (written under `"args"`).
+        results: `{method: {metric: value}}`.
+        columns: the metrics of the table (see `print_table`).
+        title: the table's title.
+        **extra: more top-level JSON entries, written between `"args"` and
+            `"results"` (e.g. `groups=...`).
+
+    Returns:
+        `results`, for `main` to return.
+    """
+    print_table(results, columns, title)
+    write_results(args.output, {"args": vars(args), **extra, "results": results})
+    return results
 
 
 def lvis_groups(image_counts):

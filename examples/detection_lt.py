@@ -24,9 +24,6 @@ categories (`keras_eql.metrics.grouped_coco_ap`).
     python examples/detection_lt.py --smoke         # a few steps, for the tests
 """
 
-import argparse
-import time
-
 import _common
 import _detection
 import _synthetic
@@ -42,25 +39,10 @@ METHODS = ("focal", "efl", "qfl", "eqfl")
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common.add_common_arguments(parser, epochs=30)
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated subset of {','.join(METHODS)}")
-    parser.add_argument("--scale", type=_common.positive_float, default=1.0,
-                        help="training-set size factor (1.0: about 880 images)")
-    parser.add_argument("--val-images-per-category", type=_common.positive_int, default=12)
-    parser.add_argument("--batch-size", type=_common.positive_int, default=16)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=1e-3)
+    parser = _common.synthetic_parser(__doc__, epochs=30, methods=METHODS, batch_size=16, learning_rate=1e-3)
     parser.add_argument("--width", type=_common.positive_int, default=48, help="detector width")
     parser.add_argument("--scale-factor", type=float, default=8.0, help="s of EFL/EQFL")
-    args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown or not args.methods:
-        parser.error(f"--methods: unknown method(s) {unknown or args.methods!r}; choose from {', '.join(METHODS)}")
-    if args.smoke:
-        args.scale, args.val_images_per_category, args.epochs, args.batch_size = 0.03, 1, 1, 8
-    return args
+    return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.03, smoke_batch_size=8)
 
 
 def classification_loss(method, num_classes, scale_factor):
@@ -102,15 +84,6 @@ def classification_loss(method, num_classes, scale_factor):
     return compute
 
 
-def dataset(split, targets, batch_size, seed=None):
-    """`tf.data` of `(images, {"labels", "boxes"})`; shuffled, full batches when `seed` is set."""
-    labels, boxes = targets
-    data = tf.data.Dataset.from_tensor_slices((split["images"], {"labels": labels, "boxes": boxes}))
-    if seed is not None:
-        data = data.shuffle(len(labels), seed=seed)
-    return data.batch(batch_size, drop_remainder=seed is not None).prefetch(2)
-
-
 def evaluate(model, val, train_counts, batch_size):
     """COCO AP overall and per LVIS group of `model` on the validation split."""
     detect = tf.function(model.detect)
@@ -136,34 +109,28 @@ def main(argv=None):
     print(f"{len(train['images'])} training images (category image counts {counts.max()}..{counts.min()}: "
           f"{np.sum(counts > 100)} frequent, {np.sum((counts > 10) & (counts <= 100))} common, "
           f"{np.sum(counts <= 10)} rare); {len(val['images'])} validation images.")
-    targets = _detection.assign_targets(train["boxes"], train["labels"], 64, num_classes)
-    steps = max(1, len(train["images"]) // args.batch_size) * args.epochs
+    labels, boxes = _detection.assign_targets(train["boxes"], train["labels"], 64, num_classes)
     results = {}
     for method in args.methods:
-        print(f"\n=== {method} ===")
-        keras.utils.set_random_seed(args.seed)
+        _common.start_method(method, args.seed)
+        # A new pipeline after the reseed, so that every method sees the same batches in the same order.
+        train_data, steps_per_epoch = _common.shuffled_batches(
+            train["images"], {"labels": labels, "boxes": boxes}, args.batch_size, args.seed)
+        steps = steps_per_epoch * args.epochs
         with _common.scope(strategy):
             loss = classification_loss(method, num_classes, args.scale_factor)
             model = _detection.DenseDetector(num_classes, loss, width=args.width)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0, steps, warmup_target=args.learning_rate, warmup_steps=max(1, steps // 10))
             # Warm-up and gradient clipping, as the paper's EFL recipe (Section 5.2.2).
-            model.compile(keras.optimizers.Adam(schedule, global_clipnorm=35.0), jit_compile=jit_compile)
-        started = time.perf_counter()
-        model.fit(dataset(train, targets, args.batch_size, seed=args.seed), epochs=args.epochs,
-                  verbose=args.verbose, shuffle=False)
-        seconds = time.perf_counter() - started
-        results[method] = evaluate(model, val, train_counts, 32)
-        results[method]["seconds"] = round(seconds, 1)
-        if loss.loss is not None:
-            stats = loss.loss.gradient_statistics()
-            results[method]["statistics_steps"] = float(loss.loss.statistics.steps.numpy())
-            results[method]["ratio"] = stats["ratio"].tolist()
+            optimizer = _common.warmup_cosine_adam(args.learning_rate, steps, warmup_steps=steps // 10,
+                                                   global_clipnorm=35.0)
+            model.compile(optimizer, jit_compile=jit_compile)
+        seconds = _common.timed_fit(model, train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
+        # `loss.loss` is the keras_eql loss inside the classification loss (None for the baselines).
+        results[method] = {**evaluate(model, val, train_counts, 32), "seconds": seconds,
+                           **_common.statistics_summary(loss.loss, ("ratio",))}
         print({k: round(v, 4) for k, v in results[method].items() if isinstance(v, float)})
-    _common.print_table(results, ("AP", "APr", "APc", "APf"), "COCO box AP (%) on the balanced validation set")
-    _common.write_results(args.output, {"args": vars(args), "train_image_counts": counts.tolist(),
-                                        "results": results})
-    return results
+    return _common.report(args, results, ("AP", "APr", "APc", "APf"), "COCO box AP (%) on the balanced validation set",
+                          train_image_counts=counts.tolist())
 
 
 if __name__ == "__main__":

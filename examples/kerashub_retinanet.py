@@ -38,9 +38,6 @@ to a sum over classes, which Keras averages) for comparison.
     python examples/kerashub_retinanet.py --smoke         # a few steps, for the tests
 """
 
-import argparse
-import time
-
 import _common
 import _synthetic
 import numpy as np
@@ -61,21 +58,9 @@ PRIOR_PROBABILITY = 0.001
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common.add_common_arguments(parser, epochs=10)
-    parser.add_argument("--methods", default="efl", help=f"subset of {','.join(METHODS)}")
-    parser.add_argument("--scale", type=_common.positive_float, default=1.0, help="training-set size factor")
-    parser.add_argument("--val-images-per-category", type=_common.positive_int, default=12)
-    parser.add_argument("--batch-size", type=_common.positive_int, default=16)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=1e-3)
-    args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown or not args.methods:
-        parser.error(f"--methods: unknown method(s) {unknown or args.methods!r}; choose from {', '.join(METHODS)}")
-    if args.smoke:
-        args.scale, args.val_images_per_category, args.epochs, args.batch_size = 0.02, 1, 1, 8
-    return args
+    parser = _common.synthetic_parser(__doc__, epochs=10, methods=METHODS, default_methods=("efl",),
+                                      batch_size=16, learning_rate=1e-3)
+    return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.02, smoke_batch_size=8)
 
 
 def build_detector(num_classes):
@@ -153,30 +138,22 @@ def main(argv=None):
     print(f"{len(train['images'])} training images, {len(val['images'])} validation images.")
     results = {}
     for method in args.methods:
-        print(f"\n=== {method} ===")
-        keras.utils.set_random_seed(args.seed)
+        _common.start_method(method, args.seed)
         with _common.scope(strategy):
             detector = build_detector(num_classes)
             loss = classification_loss(method, num_classes)
             detector.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=35.0),
                              classification_loss=loss, box_loss=keras.losses.Huber(reduction="sum"),
                              jit_compile=jit_compile)
-        started = time.perf_counter()
         # KerasHub's fit takes arrays; the last partial batch is dropped for static shapes.
         usable = len(train["images"]) // batch_size * batch_size
-        detector.fit(scaled(train["images"][:usable]), {k: v[:usable] for k, v in targets.items()},
-                     batch_size=batch_size, epochs=args.epochs, verbose=args.verbose)
-        seconds = time.perf_counter() - started
-        results[method] = evaluate(detector, val, train_counts)
-        results[method]["seconds"] = round(seconds, 1)
-        if isinstance(loss, keras_eql.EqualizedFocalLoss):
-            stats = loss.gradient_statistics()
-            results[method]["statistics_steps"] = float(loss.statistics.steps.numpy())
-            results[method]["positive"] = stats["positive"].tolist()
-            results[method]["ratio"] = stats["ratio"].tolist()
-    _common.print_table(results, ("AP", "APr", "APc", "APf"), "RetinaNet COCO box AP (%), balanced validation set")
-    _common.write_results(args.output, {"args": vars(args), "results": results})
-    return results
+        seconds = _common.timed_fit(detector, scaled(train["images"][:usable]),
+                                    {k: v[:usable] for k, v in targets.items()},
+                                    batch_size=batch_size, epochs=args.epochs, verbose=args.verbose)
+        results[method] = {**evaluate(detector, val, train_counts), "seconds": seconds,
+                           **_common.statistics_summary(loss, ("positive", "ratio"))}
+    return _common.report(args, results, ("AP", "APr", "APc", "APf"),
+                          "RetinaNet COCO box AP (%), balanced validation set")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,6 @@ common / frequent categories (LVIS thresholds on training images).
     python examples/segmentation_lt.py --smoke      # a few steps, for the tests
 """
 
-import argparse
-import time
-
 import _common
 import _synthetic
 import numpy as np
@@ -33,7 +30,6 @@ import tensorflow as tf
 import keras
 
 import keras_eql
-from keras_eql.metrics import images_per_category
 
 METHODS = ("ce", "softmax_eql", "bce", "sigmoid_eql")
 PRIOR_PROBABILITY = 0.001
@@ -41,22 +37,9 @@ PRIOR_PROBABILITY = 0.001
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common.add_common_arguments(parser, epochs=30)
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
-    parser.add_argument("--scale", type=_common.positive_float, default=1.0, help="training-set size factor")
-    parser.add_argument("--val-images-per-category", type=_common.positive_int, default=12)
-    parser.add_argument("--batch-size", type=_common.positive_int, default=16)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=2e-3)
+    parser = _common.synthetic_parser(__doc__, epochs=30, methods=METHODS, batch_size=16, learning_rate=2e-3)
     parser.add_argument("--width", type=_common.positive_int, default=32)
-    args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown or not args.methods:
-        parser.error(f"--methods: unknown method(s) {unknown or args.methods!r}; choose from {', '.join(METHODS)}")
-    if args.smoke:
-        args.scale, args.val_images_per_category, args.epochs, args.batch_size = 0.03, 1, 1, 8
-    return args
+    return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.03, smoke_batch_size=8)
 
 
 def segmenter(num_outputs, width, image_size, sigmoid):
@@ -112,53 +95,41 @@ def evaluate(predicted, labels, num_classes, groups):
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(in_truth > 0, true_positive / (in_truth + in_prediction - true_positive), np.nan)
         accuracy = np.where(in_truth > 0, true_positive / in_truth, np.nan)
-    result = {"mIoU": float(np.nanmean(iou[:num_classes])), "mAcc": float(np.nanmean(accuracy[:num_classes])),
-              "IoU_background": float(iou[num_classes])}
-    result.update({f"mIoU_{g[0]}": v for g, v in _common.group_means(iou[:num_classes], groups).items()})
-    result.update({f"mAcc_{g[0]}": v for g, v in _common.group_means(accuracy[:num_classes], groups).items()})
-    return result
+    return {"mIoU": float(np.nanmean(iou[:num_classes])), "mAcc": float(np.nanmean(accuracy[:num_classes])),
+            "IoU_background": float(iou[num_classes]),
+            **_common.grouped_metric("mIoU", iou[:num_classes], groups),
+            **_common.grouped_metric("mAcc", accuracy[:num_classes], groups)}
 
 
 def main(argv=None):
-    """Train and evaluate every method; returns `{method: metrics}`."""
+    """Train a segmenter with each method's loss and score its masks; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     num_classes = _synthetic.NUM_CATEGORIES
     train, val = _synthetic.long_tailed_detection(args.scale, args.val_images_per_category, args.seed)
-    image_counts = images_per_category(train["coco"])
-    groups = _common.lvis_groups([image_counts[k + 1] for k in range(num_classes)])
+    groups = _common.lvis_groups(_common.category_image_counts(train, num_classes))
     train_labels, val_labels = _synthetic.segmentation_labels(train), _synthetic.segmentation_labels(val)
     image_size = train["images"].shape[1]
     print(f"{len(train_labels)} training images ({np.mean(train_labels == num_classes):.0%} background pixels), "
           f"{len(val_labels)} validation images; groups: " + ", ".join(f"{len(v)} {k}" for k, v in groups.items()))
-    batch_size = min(args.batch_size, len(train_labels))
-    train_data = (tf.data.Dataset.from_tensor_slices((train["images"], train_labels))
-                  .shuffle(len(train_labels), seed=args.seed).batch(batch_size, drop_remainder=True).prefetch(2))
-    steps = max(1, len(train_labels) // batch_size) * args.epochs
+    train_data, steps_per_epoch = _common.shuffled_batches(
+        train["images"], train_labels, min(args.batch_size, len(train_labels)), args.seed)
+    steps = steps_per_epoch * args.epochs
     results = {}
     for method in args.methods:
-        print(f"\n=== {method} ===")
-        keras.utils.set_random_seed(args.seed)
+        _common.start_method(method, args.seed)
         sigmoid = method in ("bce", "sigmoid_eql")
         with _common.scope(strategy):
             model = segmenter(num_classes + 1, args.width, image_size, sigmoid)
             loss = make_loss(method, num_classes)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0, steps, warmup_target=args.learning_rate, warmup_steps=max(1, steps // 20))
-            model.compile(keras.optimizers.Adam(schedule), loss=loss, jit_compile=jit_compile)
-        started = time.perf_counter()
-        model.fit(train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
-        seconds = time.perf_counter() - started
+            optimizer = _common.warmup_cosine_adam(args.learning_rate, steps, warmup_steps=steps // 20)
+            model.compile(optimizer, loss=loss, jit_compile=jit_compile)
+        seconds = _common.timed_fit(model, train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
         predicted = predict_labels(model, val["images"], method)
-        results[method] = evaluate(predicted, val_labels, num_classes, groups)
-        results[method]["seconds"] = round(seconds, 1)
-        if hasattr(loss, "gradient_statistics"):
-            results[method]["statistics_steps"] = float(loss.statistics.steps.numpy())
-            results[method]["positive"] = loss.gradient_statistics()["positive"].tolist()
-    _common.print_table(results, ("mIoU", "mIoU_r", "mIoU_c", "mIoU_f", "mAcc", "mAcc_r", "mAcc_c", "mAcc_f"),
-                        "Segmentation on the balanced validation set (%), categories only")
-    _common.write_results(args.output, {"args": vars(args), "groups": groups, "results": results})
-    return results
+        results[method] = {**evaluate(predicted, val_labels, num_classes, groups), "seconds": seconds,
+                           **_common.statistics_summary(loss, ("positive",))}
+    return _common.report(args, results, ("mIoU", "mIoU_r", "mIoU_c", "mIoU_f", "mAcc", "mAcc_r", "mAcc_c", "mAcc_f"),
+                          "Segmentation on the balanced validation set (%), categories only", groups=groups)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,6 @@ frequent categories (LVIS thresholds on training images).
     python examples/two_stage_lt.py --smoke         # a few steps, for the tests
 """
 
-import argparse
-import time
-
 import _common
 import _synthetic
 import numpy as np
@@ -36,7 +33,6 @@ import tensorflow as tf
 import keras
 
 import keras_eql
-from keras_eql.metrics import images_per_category
 
 METHODS = ("bce", "sigmoid_eql")
 CROP = 24
@@ -45,22 +41,9 @@ PRIOR_PROBABILITY = 0.001
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common.add_common_arguments(parser, epochs=20)
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
-    parser.add_argument("--scale", type=_common.positive_float, default=1.0, help="training-set size factor")
-    parser.add_argument("--val-images-per-category", type=_common.positive_int, default=12)
-    parser.add_argument("--batch-size", type=_common.positive_int, default=128)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=1e-3)
+    parser = _common.synthetic_parser(__doc__, epochs=20, methods=METHODS, batch_size=128, learning_rate=1e-3)
     parser.add_argument("--width", type=_common.positive_int, default=32)
-    args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown or not args.methods:
-        parser.error(f"--methods: unknown method(s) {unknown or args.methods!r}; choose from {', '.join(METHODS)}")
-    if args.smoke:
-        args.scale, args.val_images_per_category, args.epochs, args.batch_size = 0.03, 1, 1, 16
-    return args
+    return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.03, smoke_batch_size=16)
 
 
 def _iou(box, boxes):
@@ -167,54 +150,40 @@ def evaluate(scores, labels, num_classes, groups):
     ap = [average_precision(labels == k, scores[:, k]) for k in range(num_classes)]
     accuracy = [float(np.mean(predicted[labels == k] == k)) if np.any(labels == k) else float("nan")
                 for k in range(num_classes)]
-    result = {"mAP": float(np.nanmean(ap)), "acc": float(np.mean(predicted[foreground] == labels[foreground]))}
-    result.update({f"AP_{g[0]}": v for g, v in _common.group_means(ap, groups).items()})
-    result.update({f"acc_{g[0]}": v for g, v in _common.group_means(accuracy, groups).items()})
-    return result
+    return {"mAP": float(np.nanmean(ap)), "acc": float(np.mean(predicted[foreground] == labels[foreground])),
+            **_common.grouped_metric("AP", ap, groups), **_common.grouped_metric("acc", accuracy, groups)}
 
 
 def main(argv=None):
-    """Train and evaluate every method; returns `{method: metrics}`."""
+    """Train a RoI classifier with each method's loss and score its RoIs; returns `{method: metrics}`."""
     args = parse_args(argv)
     strategy, jit_compile = _common.resolve_strategy(args.strategy, args.jit_compile)
     num_classes = _synthetic.NUM_CATEGORIES
     train, val = _synthetic.long_tailed_detection(args.scale, args.val_images_per_category, args.seed)
-    image_counts = images_per_category(train["coco"])
-    groups = _common.lvis_groups([image_counts[k + 1] for k in range(num_classes)])
+    groups = _common.lvis_groups(_common.category_image_counts(train, num_classes))
     x_train, y_train = sample_rois(train, num_classes, args.seed)
     x_val, y_val = sample_rois(val, num_classes, args.seed + 1)
     print(f"{len(y_train)} training RoIs ({np.mean(y_train == num_classes):.0%} background), "
           f"{len(y_val)} validation RoIs; groups: " + ", ".join(f"{len(v)} {k}" for k, v in groups.items()))
-    batch_size = min(args.batch_size, len(y_train))
-    train_data = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(y_train), seed=args.seed)
-                  .batch(batch_size, drop_remainder=True).prefetch(2))
-    steps = max(1, len(y_train) // batch_size) * args.epochs
+    train_data, steps_per_epoch = _common.shuffled_batches(
+        x_train, y_train, min(args.batch_size, len(y_train)), args.seed)
+    steps = steps_per_epoch * args.epochs
     results = {}
     for method in args.methods:
-        print(f"\n=== {method} ===")
-        keras.utils.set_random_seed(args.seed)
+        _common.start_method(method, args.seed)
         with _common.scope(strategy):
             model = region_classifier(num_classes + 1, args.width)
             loss = (keras_eql.SigmoidEQL(num_classes=num_classes, objectness=True) if method == "sigmoid_eql"
                     else summed_bce)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0, steps, warmup_target=args.learning_rate, warmup_steps=max(1, steps // 20))
-            model.compile(keras.optimizers.Adam(schedule), loss=loss, jit_compile=jit_compile)
-        started = time.perf_counter()
-        model.fit(train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
-        seconds = time.perf_counter() - started
+            optimizer = _common.warmup_cosine_adam(args.learning_rate, steps, warmup_steps=steps // 20)
+            model.compile(optimizer, loss=loss, jit_compile=jit_compile)
+        seconds = _common.timed_fit(model, train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
         logits = model.predict(x_val, batch_size=512, verbose=0)
         scores = keras_eql.sigmoid_eql_scores(logits, objectness=True).numpy()
-        results[method] = evaluate(scores, y_val, num_classes, groups)
-        results[method]["seconds"] = round(seconds, 1)
-        if method == "sigmoid_eql":
-            stats = loss.gradient_statistics()
-            results[method]["statistics_steps"] = float(loss.statistics.steps.numpy())
-            results[method]["ratio"] = stats["ratio"].tolist()
-    _common.print_table(results, ("mAP", "AP_r", "AP_c", "AP_f", "acc", "acc_r", "acc_c", "acc_f"),
-                        "RoI classification on the balanced validation RoIs (%)")
-    _common.write_results(args.output, {"args": vars(args), "groups": groups, "results": results})
-    return results
+        results[method] = {**evaluate(scores, y_val, num_classes, groups), "seconds": seconds,
+                           **_common.statistics_summary(loss, ("ratio",))}
+    return _common.report(args, results, ("mAP", "AP_r", "AP_c", "AP_f", "acc", "acc_r", "acc_c", "acc_f"),
+                          "RoI classification on the balanced validation RoIs (%)", groups=groups)
 
 
 if __name__ == "__main__":
