@@ -1,8 +1,9 @@
 """`EqualizationLoss`: the Keras side shared by every gradient-driven loss.
 
-It turns labels into targets, owns the `GradientStatistics`, wires the two
-capture identities around the math of `keras_eql.functional`, and makes the
-statistics model state (`.keras`, `save_weights`, `BackupAndRestore`,
+It turns labels into targets, owns the `GradientStatistics`, hands the
+fused row losses of `keras_eql._fused` a backward hook that folds the
+gradient's per-class sums into the statistics, and makes the statistics
+model state (`.keras`, `save_weights`, `BackupAndRestore`,
 `tf.train.Checkpoint`). Subclasses only say how a row's loss is computed.
 """
 
@@ -81,8 +82,18 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         """Logit columns beyond the C classes (the objectness column)."""
         return 0
 
-    def _row_loss(self, targets, labels, logits, ratio):
-        """Per-row loss `(...)` from float32 targets/logits `(..., K)`."""
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
+        """Per-row float32 loss `(...)`, with the statistics' backward hook.
+
+        Args:
+            targets: int32 class ids `(...)` (ignored rows as background, or
+                as 0 without a background label) or float32 targets `(..., K)`.
+            logits: `(..., K)` logits in their own dtype.
+            ratio: the statistics' ratio `(C,)` (no gradient).
+            on_column_sums: to be called in the backward pass with this
+                step's `(C,)` sums of |gradient| over positives and negatives
+                (it returns the update ops to depend on), or None.
+        """
         raise NotImplementedError
 
     def _normalizer(self, targets, valid):
@@ -153,27 +164,33 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                 f"{num_classes} classes, but its statistics are for "
                 f"{self.num_classes} classes. Use one loss instance per head.")
         self._check_distribution()
-        targets, labels, valid, logits = _targets.prepare(
+        # Sparse labels stay ids: the fused losses never build a one-hot.
+        targets, _, valid, logits = _targets.prepare(
             label, y_true, y_pred, num_classes=self.num_classes,
             ignore_class=self.ignore_class, allow_background=self._allow_background,
-            binary=self._binary_targets)
-        counted = logits
+            binary=self._binary_targets, one_hot=False)
+        on_column_sums = None
+        if self.update_statistics:
+            on_column_sums = self._column_sums_hook(_inputs_finite(y_pred, valid))
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
-            counted = tf.where(valid[..., None], logits, tf.zeros_like(logits))
-        if self.update_statistics:
-            inputs_finite = tf.reduce_all(tf.math.is_finite(counted))
-            logits = self._statistics.capture(
-                logits, targets > 0.0, unscale=self._records_upstream(),
-                inputs_finite=tf.stop_gradient(inputs_finite))
-        if valid is not None:
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         ratio = tf.stop_gradient(self._statistics.ratio())
-        losses = self._row_loss(targets, labels, tf.cast(logits, tf.float32), ratio)
+        losses = self._row_loss(targets, logits, ratio, on_column_sums)
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer
         return _targets.mask_rows(losses, valid, y_pred.dtype)
+
+    def _column_sums_hook(self, inputs_finite):
+        """`on_column_sums` for this step: the sums go to the statistics."""
+        unscale = self._records_upstream()
+
+        def on_column_sums(positive, negative):
+            return self._statistics.accumulate_sums(
+                positive, negative, unscale=unscale, inputs_finite=inputs_finite)
+
+        return on_column_sums
 
     def _check_distribution(self):
         context = tf.distribute.get_replica_context()
@@ -221,14 +238,37 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         return config
 
 
+def _inputs_finite(logits, valid):
+    """Scalar bool: every logit of a counted row is finite (no gradient).
+
+    A NaN or inf logit makes its row's sum, hence the total, non-finite: one
+    plain reduction of the logits, with no `(..., K)` mask or element-wise
+    producer that XLA's CPU backend would write out before reducing. Float32
+    logits near 1e34 could overflow the sum too; that step then leaves the
+    statistics alone, the safe side.
+    """
+    row_sums = tf.reduce_sum(tf.cast(logits, tf.float32), -1)
+    if valid is not None:
+        row_sums = tf.where(valid, row_sums, 0.0)
+    return tf.stop_gradient(tf.math.is_finite(tf.reduce_sum(row_sums)))
+
+
 def count_positive_rows(targets, valid, num_classes):
     """Global number of rows with a positive among the C classes, at least 1.
 
     Summed over replicas: the detectors' normalizer (the authors divide by
     the positives averaged over GPUs and average the gradients, which is the
     same as dividing each replica's sum by the global count, as here).
+
+    Args:
+        targets: float targets `(..., K)` or integer class ids `(...)`.
+        valid: bool mask of the counted rows, or None.
+        num_classes: C (an objectness column beyond it is not a class).
     """
-    positive_rows = tf.reduce_any(targets[..., :num_classes] > 0.0, axis=-1)
+    if targets.dtype.is_integer:
+        positive_rows = (targets >= 0) & (targets < num_classes)
+    else:
+        positive_rows = tf.reduce_any(targets[..., :num_classes] > 0.0, axis=-1)
     if valid is not None:
         positive_rows = positive_rows & valid
     (count,) = all_reduce_sum(tf.reduce_sum(tf.cast(positive_rows, tf.float32)))

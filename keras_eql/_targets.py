@@ -86,8 +86,8 @@ def is_sparse(y_true, y_pred):
 
 
 def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
-                   allow_background):
-    """One-hot targets, validity mask and checks for sparse labels.
+                   allow_background, one_hot=True):
+    """Targets, validity mask and checks for sparse labels.
 
     Args:
         loss_name: used in error messages.
@@ -96,11 +96,14 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
         num_classes: C; label C is background when `allow_background`.
         ignore_class: label that drops a row, or None.
         allow_background: whether label C is accepted.
+        one_hot: return float32 one-hot targets; else int32 ids.
 
     Returns:
-        `(targets, labels, valid, checks)`: float32 one-hot `(..., depth)`,
-        int32 labels with ignored rows set to 0, a bool validity mask (None
-        when nothing can be ignored) and assertion ops for graph mode.
+        `(targets, labels, valid, checks)`: the targets (float32 one-hot
+        `(..., depth)`, or int32 ids with ignored rows as background, or as 0
+        without a background label), int32 labels with ignored rows set to 0,
+        a bool validity mask (None when nothing can be ignored) and assertion
+        ops for graph mode.
     """
     raw = tf.cast(labels, tf.float32)
     labels = tf.cast(tf.round(raw), tf.int32)
@@ -125,6 +128,12 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
         bad,
     )
     safe = labels if valid is None else tf.where(valid, labels, 0)
+    if not one_hot:
+        # Ids for the fused losses, which never expand them. Ignored rows
+        # become background rows; their loss is masked out anyway.
+        ids = labels if valid is None else tf.where(
+            valid, labels, num_classes if allow_background else 0)
+        return ids, safe, valid, checks
     # Ignored rows become all-negative rows; their loss is masked out anyway.
     hot = labels if valid is None else tf.where(valid, labels, num_classes)
     targets = tf.one_hot(hot, num_classes + 1, dtype=tf.float32)[..., :depth]
@@ -155,7 +164,7 @@ def dense_targets(loss_name, targets, logits, *, binary):
 
 
 def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
-            allow_background, binary):
+            allow_background, binary, one_hot=True):
     """Targets for `y_pred` from sparse labels or dense targets, validated.
 
     Args:
@@ -167,9 +176,12 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
         ignore_class: label that drops a row, or None.
         allow_background: whether label C (background) is accepted.
         binary: dense targets must be 0/1 (else anywhere in [0, 1]).
+        one_hot: expand sparse labels into float32 targets; else the targets
+            of sparse labels are int32 ids (see `sparse_targets`).
 
     Returns:
-        `(targets, labels, valid, logits)`: float32 targets `(..., K)`, int32
+        `(targets, labels, valid, logits)`: float32 targets `(..., K)` (ids
+        if `one_hot=False` and the labels are sparse), int32
         labels (None for dense targets), the bool validity mask (None when no
         row can be ignored) and `y_pred` behind the graph-mode checks.
     """
@@ -189,7 +201,8 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
             y_true = tf.identity(y_true)
         targets, labels, valid, value_checks = sparse_targets(
             loss_name, y_true, y_pred.shape[-1], num_classes=num_classes,
-            ignore_class=ignore_class, allow_background=allow_background)
+            ignore_class=ignore_class, allow_background=allow_background,
+            one_hot=one_hot)
         checks = checks + value_checks
     else:
         targets, checks = dense_targets(loss_name, y_true, y_pred, binary=binary)

@@ -1,15 +1,17 @@
 """The four Equalization Losses as `keras.losses.Loss` classes.
 
 Each class is a thin wrapper: its constructor arguments are its
-`get_config()`, the math lives in `keras_eql.functional`, the statistics in
-`EqualizationLoss`. Sparse labels: `0..C-1` classes, `C` background,
+`get_config()`, the math lives in `keras_eql.functional` (the reference
+formulas) and `keras_eql._fused` (the same losses with their analytic
+gradient and the statistics' sums in one backward pass, which the classes
+run), the statistics in `EqualizationLoss`. Sparse labels: `0..C-1` classes, `C` background,
 `ignore_class` dropped; dense targets have the logits' shape.
 """
 
 import keras
 import tensorflow as tf
 
-from keras_eql import functional
+from keras_eql import _fused, functional
 from keras_eql._base import EqualizationLoss, count_positive_rows
 from keras_eql._targets import check_hyperparameter
 
@@ -76,10 +78,10 @@ class SigmoidEQL(EqualizationLoss):
     def _extra_columns(self):
         return 1 if self.objectness else 0
 
-    def _row_loss(self, targets, labels, logits, ratio):
-        return tf.reduce_sum(functional.sigmoid_eql(
-            targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu,
-            alpha=self.alpha, mapping=self.mapping, objectness=self.objectness), -1)
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
+        return _fused.sigmoid_eql_rows(
+            targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu, alpha=self.alpha,
+            mapping=self.mapping, objectness=self.objectness, on_column_sums=on_column_sums)
 
     def get_config(self):
         config = super().get_config()
@@ -154,11 +156,10 @@ class SoftmaxEQL(EqualizationLoss):
             return tf.convert_to_tensor(statistics.negative)
         return ratio + tf.convert_to_tensor(statistics.negative)
 
-    def _row_loss(self, targets, labels, logits, ratio):
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
         indicator = tf.stop_gradient(self._indicator_values(ratio))
-        return functional.softmax_eql(
-            labels if labels is not None else targets, logits,
-            indicator=indicator, tau=self.tau, eps=self.eps)
+        return _fused.softmax_eql_rows(targets, logits, indicator=indicator, tau=self.tau,
+                                       eps=self.eps, on_column_sums=on_column_sums)
 
     def get_config(self):
         config = super().get_config()
@@ -236,10 +237,10 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
-    def _row_loss(self, targets, labels, logits, ratio):
-        return tf.reduce_sum(functional.equalized_focal_loss(
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
+        return _fused.equalized_focal_loss_rows(
             targets, logits, ratio=ratio, alpha=self.alpha, gamma=self.gamma,
-            scale=self.scale), -1)
+            scale=self.scale, on_column_sums=on_column_sums)
 
     def get_config(self):
         config = super().get_config()
@@ -284,6 +285,7 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
-    def _row_loss(self, targets, labels, logits, ratio):
-        return tf.reduce_sum(functional.equalized_quality_focal_loss(
-            targets, logits, ratio=ratio, gamma=self.gamma, scale=self.scale), -1)
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
+        return _fused.equalized_quality_focal_loss_rows(
+            targets, logits, ratio=ratio, gamma=self.gamma, scale=self.scale,
+            on_column_sums=on_column_sums)
