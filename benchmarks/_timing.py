@@ -155,3 +155,39 @@ def peak_memory(step, *args):
 def write_json(path, payload):
     with open(path, "w") as out:
         json.dump(payload, out, indent=1, default=float)
+
+
+# -- command line shared by loss_overhead.py and train_step.py ---------------------
+
+
+def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
+    """The options both benchmark scripts take."""
+    parser.add_argument("--modes", default=modes, help="comma-separated: eager,function,jit")
+    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
+    parser.add_argument("--implementations", default="fused,autodiff",
+                        help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--reuse-targets", action="store_true",
+                        help="give every call the same targets (hides recompilation per batch)")
+    parser.add_argument("--json", help="write every time and ratio to this file")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+
+
+def finish_arguments(args, list_fields):
+    """Comma-separated options as lists; `--smoke` calls every variant once."""
+    for field in list_fields:
+        setattr(args, field, [v for v in getattr(args, field).split(",") if v])
+    if args.smoke:  # every variant called once: it runs, its time means little
+        args.repeats, args.warmup = 1, 0
+    return args
+
+
+def report(args, results, summarise, print_report):
+    """Print the ratios of `results` and write them with `--json`."""
+    ratios = summarise(results)
+    print_report(results, ratios)
+    if args.json:
+        write_json(args.json, {"machine": machine(), "arguments": vars(args),
+                               "results": results, "ratios": ratios})
+    return 0

@@ -10,10 +10,11 @@ Peak memory per call is measured afterwards (see `_timing.peak_memory`).
 
 Variants of a keras_eql loss, named `Loss[implementation,labels]`:
 
-* implementation `shipped`: the `keras_eql` class as installed (autodiff of
-  `keras_eql.functional` plus the statistics capture identity);
-  `fused`: the same class calling `keras_eql._fused` (the integration
-  proposal, `benchmarks/_fused_losses.py`);
+* implementation `fused`: the `keras_eql` class as installed (its row loss
+  is `keras_eql._fused`: analytic gradient and statistics' sums in one
+  backward pass); `autodiff`: the same class with the row loss written from
+  the public pieces, autodiff of `keras_eql.functional` plus
+  `GradientStatistics.capture` (`benchmarks/_autodiff_losses.py`);
 * labels `sparse` (class ids, background = C) or `dense` (the one-hot the
   Keras counterparts get; quality scores for EQFL);
 * `no-stats`: `update_statistics=False`, to isolate the statistics' cost.
@@ -37,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing  # noqa: E402
-from _fused_losses import FUSED  # noqa: E402
+from _autodiff_losses import AUTODIFF  # noqa: E402
 
 import keras_eql  # noqa: E402
 
@@ -177,7 +178,7 @@ def variants(args, shape):
             config["objectness"] = objectness
         suffix = "_objectness" if objectness else ""
         for implementation in args.implementations:
-            loss_cls = cls if implementation == "shipped" else FUSED[cls]
+            loss_cls = cls if implementation == "fused" else AUTODIFF[cls]
             for labels in (["sparse"] if softmax else args.labels):
                 if softmax:
                     targets = "categorical"
@@ -293,30 +294,19 @@ def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", help="comma-separated: " + ",".join(SHAPES) + " (default: all)")
     parser.add_argument("--losses", default=",".join(LOSSES), help="comma-separated: " + ",".join(LOSSES))
-    parser.add_argument("--modes", default="eager,function,jit", help="comma-separated: eager,function,jit")
-    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
-    parser.add_argument("--implementations", default="shipped,fused")
     parser.add_argument("--no-stats", dest="no_stats", action="store_true", default=None,
                         help="also time update_statistics=False (default, not with --smoke)")
     parser.add_argument("--skip-no-stats", dest="no_stats", action="store_false")
     parser.add_argument("--dtype", default="float32", help="logits dtype: float32, bfloat16, float16")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-memory", dest="memory", action="store_false")
-    parser.add_argument("--reuse-targets", action="store_true",
-                        help="give every call the same targets (hides recompilation per batch)")
-    parser.add_argument("--json", help="write every time and ratio to this file")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CI: a tiny shape, one round, no no-stats twins")
+    _timing.add_run_arguments(parser, modes="eager,function,jit", repeats=7, warmup=2,
+                              smoke_help="CI: a tiny shape, one round, no no-stats twins")
     args = parser.parse_args(argv)
     if args.shapes is None:
         args.shapes = SMOKE_DEFAULT if args.smoke else ",".join(SHAPES)
-    for field in ("shapes", "losses", "modes", "labels", "implementations"):
-        setattr(args, field, [v for v in getattr(args, field).split(",") if v])
+    _timing.finish_arguments(args, ("shapes", "losses", "modes", "labels", "implementations"))
     if args.no_stats is None:
         args.no_stats = not args.smoke
-    if args.smoke:  # every variant called once: it runs, its time means little
-        args.repeats, args.warmup = 1, 0
     unknown = set(args.shapes) - set(SMOKE_SHAPES if args.smoke else SHAPES)
     if unknown:
         parser.error(f"unknown shapes {sorted(unknown)}")
@@ -329,12 +319,7 @@ def main(argv=None):
     results = []
     for name in args.shapes:
         results += run_shape(args, name, shapes[name])
-    ratios = summarise(results)
-    print_report(results, ratios)
-    if args.json:
-        _timing.write_json(args.json, {"machine": _timing.machine(), "arguments": vars(args),
-                                       "results": results, "ratios": ratios})
-    return 0
+    return _timing.report(args, results, summarise, print_report)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing  # noqa: E402
-from _fused_losses import FUSED  # noqa: E402
+from _autodiff_losses import AUTODIFF  # noqa: E402
 from loss_overhead import LOSSES, Batches, Shape, counterpart  # noqa: E402
 
 Model = collections.namedtuple("Model", "rows features hidden width objectness losses")
@@ -73,7 +73,7 @@ def variants(args, spec):
             config["objectness"] = objectness
         suffix = "_objectness" if objectness else ""
         for implementation in args.implementations:
-            loss_cls = cls if implementation == "shipped" else FUSED[cls]
+            loss_cls = cls if implementation == "fused" else AUTODIFF[cls]
             for labels in (["sparse"] if key == "softmax_eql" else args.labels):
                 if key == "softmax_eql":
                     target = "categorical"
@@ -158,20 +158,10 @@ def print_report(results, ratios):
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ",".join(MODELS))
-    parser.add_argument("--modes", default="jit", help="comma-separated: eager,function,jit")
-    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
-    parser.add_argument("--implementations", default="shipped,fused")
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--reuse-targets", action="store_true",
-                        help="give every call the same targets (hides recompilation per batch)")
-    parser.add_argument("--json", help="write every time and ratio to this file")
-    parser.add_argument("--smoke", action="store_true", help="tiny models, one round (CI)")
+    _timing.add_run_arguments(parser, modes="jit", repeats=11, warmup=3,
+                              smoke_help="tiny models, one round (CI)")
     args = parser.parse_args(argv)
-    for field in ("models", "modes", "labels", "implementations"):
-        setattr(args, field, [v for v in getattr(args, field).split(",") if v])
-    if args.smoke:  # every variant called once: it runs, its time means little
-        args.repeats, args.warmup = 1, 0
+    _timing.finish_arguments(args, ("models", "modes", "labels", "implementations"))
     return args
 
 
@@ -181,12 +171,7 @@ def main(argv=None):
     results = []
     for name in args.models:
         results += run_model(args, name, models[name])
-    ratios = summarise(results)
-    print_report(results, ratios)
-    if args.json:
-        _timing.write_json(args.json, {"machine": _timing.machine(), "arguments": vars(args),
-                                       "results": results, "ratios": ratios})
-    return 0
+    return _timing.report(args, results, summarise, print_report)
 
 
 if __name__ == "__main__":

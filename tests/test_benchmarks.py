@@ -40,7 +40,7 @@ def test_smoke_run_reports_every_variant(script, tmp_path):
     for mode in modes:
         ran = {r.get("class") for r in results if r["mode"] == mode and not r.get("counterpart")}
         assert ran == SCRIPTS[script], mode
-        for implementation in ("shipped", "fused"):
+        for implementation in ("fused", "autodiff"):
             assert any(r.get("implementation") == implementation for r in results if r["mode"] == mode)
     for r in results:
         assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]

@@ -15,11 +15,11 @@ import pytest
 import tensorflow as tf
 
 import keras_eql
-from conftest import REPO_ROOT, load_golden
+from conftest import REPO_ROOT
 from keras_eql import _fused, functional
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-from _fused_losses import FUSED  # noqa: E402
+from _autodiff_losses import AUTODIFF  # noqa: E402
 
 ROWS, CLASSES = 48, 9
 RATIO = np.random.default_rng(7).uniform(0.0, 1.0, CLASSES).astype(np.float32)
@@ -175,86 +175,62 @@ def test_gradient_of_rank_three_logits():
 # -- the integrated classes (benchmarks/_fused_losses.py) -------------------------------
 
 
-def _golden_case(name):
-    """(golden, fused loss, per-step (labels, weights), statistics scale); see test_golden."""
-    golden = load_golden(name)
-    _, rows, width = golden["logits"].shape
-    if name == "sigmoid_eql":
-        loss = FUSED[keras_eql.SigmoidEQL](num_classes=width - 1, objectness=True)
-        return golden, loss, [(labels, None) for labels in golden["labels"]], 1.0 / rows
-    if name == "softmax_eql":
-        loss = FUSED[keras_eql.SoftmaxEQL](num_classes=width)
-        return golden, loss, [(labels, None) for labels in golden["labels"]], 1.0
-    # Authors' 0 = background, k = column k - 1, -1 = ignored.
-    labels = np.where(golden["labels"] == 0, width,
-                      np.where(golden["labels"] > 0, golden["labels"] - 1, -1))
-    if name == "efl":
-        loss = FUSED[keras_eql.EqualizedFocalLoss](
-            num_classes=width, normalize_by_positives=True, reduction="sum")
-        return golden, loss, [(step, None) for step in labels], 1.0
-    loss = FUSED[keras_eql.EqualizedQualityFocalLoss](
-        num_classes=width, normalize_by_positives=True, reduction="sum")
-    inputs = []
-    for step, scores in zip(labels, golden["scores"]):
-        targets = np.zeros((rows, width), np.float32)
-        positive = (step >= 0) & (step < width)
-        targets[np.nonzero(positive)[0], step[positive]] = scores[positive]
-        inputs.append((targets, (step != -1).astype(np.float32)))
-    return golden, loss, inputs, 1.0
+CLASS_CASES = {
+    "sigmoid_eql": (keras_eql.SigmoidEQL, {"objectness": True}),
+    "efl": (keras_eql.EqualizedFocalLoss, {"normalize_by_positives": True, "reduction": "sum"}),
+    "eqfl": (keras_eql.EqualizedQualityFocalLoss, {"scale": 4.0}),
+    "softmax_eql": (keras_eql.SoftmaxEQL, {"indicator": "positive_and_negative", "tau": 0.7}),
+}
 
 
-@pytest.mark.parametrize("mode", ["eager", "function", "jit"])
-@pytest.mark.parametrize("name", ["sigmoid_eql", "efl", "eqfl", "softmax_eql"])
-def test_integrated_losses_match_golden(name, mode):
-    golden, loss, inputs, sums_scale = _golden_case(name)
+def _class_inputs(name, layout, rng, width):
+    """Labels (or dense targets) with ignored rows, and sample weights."""
+    top = CLASSES - 1 if name == "softmax_eql" else CLASSES  # C = background
+    labels = rng.integers(-1, top + 1, ROWS)
+    weights = rng.uniform(0.5, 2.0, ROWS).astype(np.float32)
+    if layout == "sparse":
+        return labels, weights
+    # Dense: the one-hot (objectness positive on background rows), with
+    # quality scores for EQFL; an ignored row becomes a zero-weight row.
+    targets = np.eye(CLASSES + 1, dtype=np.float32)[np.maximum(labels, 0)][:, :width]
+    if name == "eqfl":
+        targets *= rng.uniform(0.05, 1.0, (ROWS, 1)).astype(np.float32)
+    return targets, np.where(labels < 0, 0.0, weights).astype(np.float32)
 
-    def step(labels, logits, weights):
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("layout", ["sparse", "dense"])
+@pytest.mark.parametrize("name", list(CLASS_CASES))
+def test_loss_classes_equal_the_autodiff_path(name, layout, mode):
+    """Three steps with ignored rows, sample weights and a scaled loss."""
+    cls, options = CLASS_CASES[name]
+    config = dict(num_classes=CLASSES, ignore_class=-1, **options)
+    width = CLASSES + 1 if options.get("objectness") else CLASSES
+    losses = {"fused": cls(**config), "autodiff": AUTODIFF[cls](**config)}
+
+    def step(loss, labels, logits, weights):
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            value = loss(labels, logits, sample_weight=weights)
+            value = 3.0 * loss(labels, logits, sample_weight=weights)
         return value, tape.gradient(value, logits)
 
-    if mode != "eager":
-        step = tf.function(step, jit_compile=(mode == "jit"))
-    for t, (labels, weights) in enumerate(inputs):
-        weights = None if weights is None else tf.constant(weights)
-        value, gradient = step(tf.constant(labels), tf.constant(golden["logits"][t], tf.float32), weights)
-        np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5, err_msg=f"step {t}")
-        np.testing.assert_allclose(gradient.numpy(), golden["grad"][t], rtol=0,
-                                   atol=1e-5 * np.abs(golden["grad"][t]).max(), err_msg=f"step {t}")
-        statistics = loss.gradient_statistics()
-        np.testing.assert_allclose(statistics["positive"], golden["pos_grad"][t] * sums_scale,
-                                   rtol=1e-5, err_msg=f"step {t}")
-        np.testing.assert_allclose(statistics["negative"], golden["neg_grad"][t] * sums_scale,
-                                   rtol=1e-5, err_msg=f"step {t}")
-
-
-@pytest.mark.parametrize("name", ["sigmoid_eql", "efl", "eqfl", "softmax_eql"])
-def test_integrated_losses_match_shipped(name):
-    """Ignored rows, sample weights, loss scaling and objectness, three steps."""
-    cls = {"sigmoid_eql": keras_eql.SigmoidEQL, "efl": keras_eql.EqualizedFocalLoss,
-           "eqfl": keras_eql.EqualizedQualityFocalLoss, "softmax_eql": keras_eql.SoftmaxEQL}[name]
-    config = {"num_classes": CLASSES, "ignore_class": -1}
-    width = CLASSES
-    if name == "sigmoid_eql":
-        config["objectness"] = True
-        width += 1
-    shipped, fused = cls(**config), FUSED[cls](**config)
+    steps = {key: (tf.function(lambda *a, loss=loss: step(loss, *a), jit_compile=True)
+                   if mode == "jit" else lambda *a, loss=loss: step(loss, *a))
+             for key, loss in losses.items()}
     rng = np.random.default_rng(4)
-    top = CLASSES - 1 if name == "softmax_eql" else CLASSES
-    for _ in range(3):
+    for t in range(3):
         logits = tf.constant(rng.normal(0, 3, (ROWS, width)).astype(np.float32))
-        labels = tf.constant(rng.integers(-1, top + 1, ROWS))
-        weights = tf.constant(rng.uniform(0.5, 2.0, ROWS).astype(np.float32))
-        results = []
-        for loss in (shipped, fused):
-            with tf.GradientTape() as tape:
-                tape.watch(logits)
-                value = 3.0 * loss(labels, logits, sample_weight=weights)
-            results.append((float(value), tape.gradient(value, logits).numpy(),
-                            loss.gradient_statistics()))
-        (value, gradient, statistics), (fused_value, fused_gradient, fused_statistics) = results
-        np.testing.assert_allclose(fused_value, value, rtol=1e-5)
-        np.testing.assert_allclose(fused_gradient, gradient, atol=1e-5 * np.abs(gradient).max())
+        labels, weights = _class_inputs(name, layout, rng, width)
+        results = {}
+        for key, loss in losses.items():
+            value, gradient = steps[key](tf.constant(labels), logits, tf.constant(weights))
+            results[key] = (float(value), gradient.numpy(), loss.gradient_statistics())
+        value, gradient, statistics = results["autodiff"]
+        fused_value, fused_gradient, fused_statistics = results["fused"]
+        np.testing.assert_allclose(fused_value, value, rtol=1e-5, err_msg=f"step {t}")
+        np.testing.assert_allclose(fused_gradient, gradient, rtol=0,
+                                   atol=1e-5 * np.abs(gradient).max(), err_msg=f"step {t}")
         for key in ("positive", "negative", "ratio"):
-            np.testing.assert_allclose(fused_statistics[key], statistics[key], rtol=1e-5, err_msg=key)
+            np.testing.assert_allclose(fused_statistics[key], statistics[key], rtol=1e-5,
+                                       err_msg=f"step {t}: {key}")
+        assert statistics["positive"].sum() > 0 and statistics["negative"].sum() > 0

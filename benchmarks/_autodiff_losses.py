@@ -1,0 +1,73 @@
+"""The keras_eql losses on the plain autodiff path, as a reference.
+
+The shipped classes run `keras_eql._fused`: each loss with its analytic
+gradient, the statistics' column sums reduced in the same backward pass and
+integer labels never expanded. The classes here replace only the row loss by
+the way a user would write it from the public pieces: autodiff through
+`keras_eql.functional` on one-hot targets, with `GradientStatistics.capture`
+reducing the gradient into the statistics by masked sums. Everything else
+(labels, ignored rows, reduction, loss-scale unscaling, saving) is the
+shipped code, inherited.
+
+`benchmarks/loss_overhead.py` and `benchmarks/train_step.py` time them as
+the `autodiff` implementation; `tests/test_fused.py` checks that the shipped
+classes equal them (loss, gradient and statistics, golden tolerances).
+"""
+
+import tensorflow as tf
+
+import keras_eql
+from keras_eql import functional
+
+
+class _Autodiff:
+    """Mixin: `_row_loss` by autodiff of `keras_eql.functional`, statistics by `capture`."""
+
+    def _row_loss(self, targets, logits, ratio, on_column_sums):
+        width = logits.shape[-1]
+        ids = targets if targets.dtype.is_integer else None
+        if ids is not None:
+            # Ids outside [0, K) (background without an objectness column)
+            # become all-zero rows.
+            targets = tf.one_hot(ids, width + 1, dtype=tf.float32)[..., :width]
+        if on_column_sums is not None:
+            # Ignored rows' logits are zeros already (`EqualizationLoss.call`).
+            finite = tf.stop_gradient(tf.reduce_all(tf.math.is_finite(logits)))
+            logits = self._statistics.capture(
+                logits, targets > 0.0, unscale=self._records_upstream(), inputs_finite=finite)
+        return self._autodiff_rows(targets, ids, tf.cast(logits, tf.float32), ratio)
+
+
+class AutodiffSigmoidEQL(_Autodiff, keras_eql.SigmoidEQL):
+    def _autodiff_rows(self, targets, ids, logits, ratio):
+        return tf.reduce_sum(functional.sigmoid_eql(
+            targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu, alpha=self.alpha,
+            mapping=self.mapping, objectness=self.objectness), -1)
+
+
+class AutodiffSoftmaxEQL(_Autodiff, keras_eql.SoftmaxEQL):
+    def _autodiff_rows(self, targets, ids, logits, ratio):
+        indicator = tf.stop_gradient(self._indicator_values(ratio))
+        return functional.softmax_eql(targets if ids is None else ids, logits,
+                                      indicator=indicator, tau=self.tau, eps=self.eps)
+
+
+class AutodiffEqualizedFocalLoss(_Autodiff, keras_eql.EqualizedFocalLoss):
+    def _autodiff_rows(self, targets, ids, logits, ratio):
+        return tf.reduce_sum(functional.equalized_focal_loss(
+            targets, logits, ratio=ratio, alpha=self.alpha, gamma=self.gamma,
+            scale=self.scale), -1)
+
+
+class AutodiffEqualizedQualityFocalLoss(_Autodiff, keras_eql.EqualizedQualityFocalLoss):
+    def _autodiff_rows(self, targets, ids, logits, ratio):
+        return tf.reduce_sum(functional.equalized_quality_focal_loss(
+            targets, logits, ratio=ratio, gamma=self.gamma, scale=self.scale), -1)
+
+
+AUTODIFF = {
+    keras_eql.SigmoidEQL: AutodiffSigmoidEQL,
+    keras_eql.SoftmaxEQL: AutodiffSoftmaxEQL,
+    keras_eql.EqualizedFocalLoss: AutodiffEqualizedFocalLoss,
+    keras_eql.EqualizedQualityFocalLoss: AutodiffEqualizedQualityFocalLoss,
+}
