@@ -81,11 +81,27 @@ def _log_baseline(values):
     return None
 
 
+def _short_number(value, _position=None):
+    """A tick label without an offset or mathtext: `0.25`, `40`, `2e4`, `1.5e-3`.
+
+    Matplotlib's default formatters can add an offset text ("1e6" above the
+    axis, which also moves the title) and render log ticks as mathtext; both
+    are costly to redraw every epoch, and this reads as well.
+    """
+    mantissa, _, exponent = f"{value:.3g}".partition("e")
+    return mantissa + (f"e{int(exponent)}" if exponent else "")
+
+
 class StatisticsFigure:
     """The three-panel figure, built once and redrawn cheaply with new statistics.
 
     Building the axes costs more than drawing them, so a caller that plots
     repeatedly (`GradientStatisticsLogger`, every epoch) keeps one instance.
+    `rgba` renders the parts that do not change with the statistics (titles,
+    class axes) once, keeps those pixels, and then redraws only the bars,
+    spines and y axes on top of them: text rendering and layout are most of
+    matplotlib's cost, and the class axes hold most of the text. The kept
+    pixels are rendered anew when the classes, their order or names change.
 
     Example:
         >>> panels = StatisticsFigure()
@@ -96,12 +112,22 @@ class StatisticsFigure:
     """
 
     def __init__(self):
-        self.figure = _new_figure(12.0, 3.4, 80)
+        self.figure = _new_figure(12.0, 3.4, 80)  # first: it explains a missing matplotlib
+        from matplotlib.ticker import FuncFormatter
+
         self.figure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.9, wspace=0.22)
         self._axes = self.figure.subplots(1, 3)
+        self._tick_formatter = FuncFormatter(_short_number)
         for axis, (_, title) in zip(self._axes, STATISTICS_PANELS):
             axis.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
-            axis.set_title(title)
+            # Fixed title and y-label positions: matplotlib would otherwise
+            # measure every tick label at every draw to place them.
+            axis.set_title(title, y=1.02)
+            axis.yaxis.set_label_coords(-0.1, 0.5)
+            axis.yaxis.set_major_formatter(self._tick_formatter)
+        self._class_axes_key = None  # what the class (x) axes show
+        self._background = None  # pixels of everything but `_changing_artists`
+        self._background_size = None
 
     def update(self, stats_or_loss, class_counts=None, *, class_names=None):
         """Redraws the panels with new statistics.
@@ -115,7 +141,7 @@ class StatisticsFigure:
         Returns:
             The updated `matplotlib.figure.Figure`.
         """
-        from matplotlib.ticker import AutoLocator, ScalarFormatter
+        from matplotlib.ticker import AutoLocator, NullFormatter, ScalarFormatter
 
         stats = _as_statistics(stats_or_loss)
         num_classes = stats["ratio"].size
@@ -131,29 +157,66 @@ class StatisticsFigure:
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"plot_gradient_statistics: {len(class_names)} class_names for {num_classes} classes.")
+        labels = None
+        if num_classes <= MAX_LABELLED_CLASSES:
+            labels = tuple(str(i) if class_names is None else str(class_names[i]) for i in order)
+        class_axes_key = (num_classes, sorted_by, labels, class_names is None)
         edges = np.arange(num_classes + 1)
         for axis, (key, _) in zip(self._axes, STATISTICS_PANELS):
             values = stats[key][order]
             baseline = _log_baseline(values)
             axis.patches[0].set_data(values, edges, 0.0 if baseline is None else baseline)
             axis.relim()  # before the scale: a log axis needs the new, positive limits
-            axis.set_yscale("linear" if baseline is None else "log")
+            scale = "linear" if baseline is None else "log"
+            if axis.get_yscale() != scale:  # a new scale brings new default ticks
+                axis.set_yscale(scale)
+                axis.yaxis.set_major_formatter(self._tick_formatter)
+                axis.yaxis.set_minor_formatter(NullFormatter())
             axis.autoscale_view()
+            if class_axes_key == self._class_axes_key:
+                continue
             axis.set_xlim(0, num_classes)
             axis.set_xlabel(f"classes by {sorted_by} (frequent first)")
-            if num_classes <= MAX_LABELLED_CLASSES:
-                labels = [str(i) if class_names is None else str(class_names[i]) for i in order]
+            if labels is not None:
                 axis.set_xticks(edges[:-1] + 0.5, labels, fontsize="small",
                                 rotation=0 if class_names is None else 90)
             else:
                 axis.xaxis.set_major_locator(AutoLocator())
                 axis.xaxis.set_major_formatter(ScalarFormatter())
+        if class_axes_key != self._class_axes_key:
+            self._class_axes_key, self._background = class_axes_key, None
         return self.figure
 
+    def _changing_artists(self):
+        """What the statistics change, in the order `Axes.draw` draws them."""
+        return [artist for axis in self._axes
+                for artist in (axis.patches[0], *axis.spines.values(), axis.yaxis)]
+
     def rgba(self):
-        """The drawn figure as a `(height, width, 4)` uint8 array."""
-        self.figure.canvas.draw()
-        return np.asarray(self.figure.canvas.buffer_rgba())
+        """The drawn figure as a `(height, width, 4)` uint8 array.
+
+        The same pixels for the same statistics, whether this figure drew
+        others before or not.
+        """
+        canvas = self.figure.canvas
+        changing = self._changing_artists()
+        size = tuple(self.figure.bbox.size)  # kept pixels of another size (dpi) do not fit
+        if self._background is None or self._background_size != size:
+            for artist in changing:
+                artist.set_visible(False)
+            try:
+                canvas.draw()
+            finally:
+                for artist in changing:
+                    artist.set_visible(True)
+            self._background = canvas.copy_from_bbox(self.figure.bbox)
+            self._background_size = size
+        else:
+            canvas.restore_region(self._background)
+        renderer = canvas.get_renderer()
+        for artist in changing:
+            artist.draw(renderer)
+        return np.asarray(canvas.buffer_rgba())
 
 
 def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=None):

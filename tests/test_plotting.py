@@ -84,6 +84,35 @@ def test_a_reused_figure_draws_exactly_what_a_fresh_one_draws():
     assert [axis.get_yscale() for axis in panels.figure.axes] == ["linear"] * 3
 
 
+def test_redrawing_new_statistics_renders_only_what_they_change(monkeypatch):
+    panels = StatisticsFigure()
+    full_draws = []
+    draw_everything = panels.figure.draw
+    monkeypatch.setattr(panels.figure, "draw", lambda renderer: (full_draws.append(1), draw_everything(renderer)))
+    panels.update(STATS, COUNTS)
+    panels.rgba()
+    assert len(full_draws) == 1
+    rescaled = {"positive": STATS["positive"] * 1e3, "negative": STATS["negative"][::-1], "ratio": STATS["ratio"]}
+    panels.update(rescaled, COUNTS)  # new values and y axes, same classes
+    redrawn = panels.rgba().copy()
+    assert len(full_draws) == 1  # the kept titles and class axes, with bars and y axes drawn on them
+    panels.figure.canvas.draw()
+    np.testing.assert_array_equal(redrawn, np.asarray(panels.figure.canvas.buffer_rgba()))
+    panels.update(rescaled, COUNTS, class_names=list("abcdef"))  # new class labels: all anew
+    panels.rgba()
+    assert len(full_draws) == 3
+
+
+@pytest.mark.parametrize("value, label", [
+    (0.0, "0"), (0.25, "0.25"), (40.0, "40"), (20000.0, "2e4"), (1.5e-3, "0.0015"), (123456.0, "1.23e5"),
+    (2.5e-7, "2.5e-7"),
+])
+def test_tick_labels_are_short_and_plain(value, label):
+    from keras_eql.plotting import _short_number
+
+    assert _short_number(value) == label
+
+
 @pytest.mark.parametrize("stats, counts, fragment", [
     ({"positive": [1.0]}, None, "'ratio'"),
     ({"positive": [1.0, 2.0], "negative": [1.0], "ratio": [1.0, 1.0]}, None, "shapes"),
