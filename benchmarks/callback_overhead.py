@@ -19,6 +19,8 @@ machine load hits all alike:
   logging at epoch ends (the default);
 * `logger_every_50`: the same, plus scalars, histograms and CSV rows every
   50 steps;
+* `logger_no_image`: TensorBoard scalars and histograms and CSV at epoch
+  ends, no image (`image_every_n_epochs=None`);
 * `logger_csv_only`: no `log_dir` (so no TensorBoard and no image): CSV rows
   and `logs` at epoch ends.
 
@@ -55,7 +57,7 @@ import keras_eql  # noqa: E402
 from keras_eql.callbacks import GradientStatisticsLogger  # noqa: E402
 
 NUM_CLASSES = 10
-VARIANTS = ("baseline", "logger", "logger_every_50", "logger_csv_only")
+VARIANTS = ("baseline", "logger", "logger_every_50", "logger_no_image", "logger_csv_only")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -132,7 +134,8 @@ def run(variant, data, args, log_root):
         logger = TimedLogger(
             log_dir=None if variant == "logger_csv_only" else directory,
             csv_path=os.path.join(directory, "stats.csv"), class_counts=counts,
-            every_n_steps=50 if variant == "logger_every_50" else None)
+            every_n_steps=50 if variant == "logger_every_50" else None,
+            image_every_n_epochs=None if variant == "logger_no_image" else 1)
         callbacks = [logger, timer]  # the timer last: it sees the logger's epoch-end work
     model.fit(images, labels, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)
     return timer.durations, (logger.hook_durations if logger else [(0.0, 0.0)] * args.epochs)

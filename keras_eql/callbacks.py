@@ -66,6 +66,20 @@ def _summary_function(tag, group_names):
     return write
 
 
+def _image_summary_function(tag):
+    """The image summary of one loss as one traced graph.
+
+    Eagerly, `tf.summary.image` dispatches a dozen small ops around the PNG
+    encoding; traced, the encoding is most of what is left.
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([None, None, 4], tf.uint8)])
+    def write(step, pixels):
+        tf.summary.image(f"{tag}/gradient_statistics", pixels[None, ..., :3], step=step)  # opaque: RGB
+
+    return write
+
+
 class GradientStatisticsLogger(keras.callbacks.Callback):
     """Logs the per-class gradient statistics of every keras_eql loss.
 
@@ -97,7 +111,8 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         class_names: names per class, same forms as `class_counts`.
         image_every_n_epochs: write the image every this many epochs, or
             None for no image. Rendering it is most of the callback's cost
-            (about 0.15 s; see BENCHMARKS.md): raise this for short epochs.
+            (about 40 ms of CPU per epoch; see BENCHMARKS.md): raise this
+            for epochs shorter than about a second.
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -263,7 +278,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         try:
             from keras_eql.plotting import StatisticsFigure
 
-            if tag not in self._figures:  # built once: redrawing is the cheap part
+            if tag not in self._figures:  # built once: redrawing only the statistics is cheap
                 self._figures[tag] = StatisticsFigure()
             panels = self._figures[tag]
             panels.update(stats, counts, class_names=names)
@@ -271,8 +286,11 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         except ImportError as error:
             self._warn_once("matplotlib", f"GradientStatisticsLogger: no image summaries ({error}).")
             return
-        with self._writer.as_default(step=step):
-            tf.summary.image(f"{tag}/gradient_statistics", pixels[None, ..., :3])  # opaque: RGB
+        key = ("image", tag)
+        if key not in self._summary_functions:
+            self._summary_functions[key] = _image_summary_function(tag)
+        with self._writer.as_default():
+            self._summary_functions[key](tf.constant(step, tf.int64), pixels)
 
     def _append_csv(self, rows):
         path = os.fspath(self.csv_path)

@@ -279,7 +279,8 @@ def test_benchmark_smoke_run():
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "overhead ratio" in result.stdout
+    reported = {line.split()[0] for line in result.stdout.splitlines() if "overhead ratio" in line}
+    assert reported == {"logger", "logger_every_50", "logger_no_image", "logger_csv_only"}
 
 
 def test_docstring_examples_run():
