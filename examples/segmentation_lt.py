@@ -112,12 +112,13 @@ def main(argv=None):
     image_size = train["images"].shape[1]
     print(f"{len(train_labels)} training images ({np.mean(train_labels == num_classes):.0%} background pixels), "
           f"{len(val_labels)} validation images; groups: " + ", ".join(f"{len(v)} {k}" for k, v in groups.items()))
-    train_data, steps_per_epoch = _common.shuffled_batches(
-        train["images"], train_labels, min(args.batch_size, len(train_labels)), args.seed)
-    steps = steps_per_epoch * args.epochs
     results = {}
     for method in args.methods:
         _common.start_method(method, args.seed)
+        # A new pipeline after the reseed, so that every method sees the same batches in the same order.
+        train_data, steps_per_epoch = _common.shuffled_batches(
+            train["images"], train_labels, min(args.batch_size, len(train_labels)), args.seed)
+        steps = steps_per_epoch * args.epochs
         sigmoid = method in ("bce", "sigmoid_eql")
         with _common.scope(strategy):
             model = segmenter(num_classes + 1, args.width, image_size, sigmoid)

@@ -165,12 +165,13 @@ def main(argv=None):
     x_val, y_val = sample_rois(val, num_classes, args.seed + 1)
     print(f"{len(y_train)} training RoIs ({np.mean(y_train == num_classes):.0%} background), "
           f"{len(y_val)} validation RoIs; groups: " + ", ".join(f"{len(v)} {k}" for k, v in groups.items()))
-    train_data, steps_per_epoch = _common.shuffled_batches(
-        x_train, y_train, min(args.batch_size, len(y_train)), args.seed)
-    steps = steps_per_epoch * args.epochs
     results = {}
     for method in args.methods:
         _common.start_method(method, args.seed)
+        # A new pipeline after the reseed, so that every method sees the same batches in the same order.
+        train_data, steps_per_epoch = _common.shuffled_batches(
+            x_train, y_train, min(args.batch_size, len(y_train)), args.seed)
+        steps = steps_per_epoch * args.epochs
         with _common.scope(strategy):
             model = region_classifier(num_classes + 1, args.width)
             loss = (keras_eql.SigmoidEQL(num_classes=num_classes, objectness=True) if method == "sigmoid_eql"
