@@ -211,12 +211,13 @@ def _column_sum(matrix, weights, num_classes):
 
 
 def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_classes, sums):
-    """The gradient `local * dy` and, if `sums`, the statistics' column sums.
+    """The gradient `local * dy` and, if `sums`, what the column sums need.
 
     Every negative's local gradient is `>= 0` (true for all four losses), so
     the negatives' `sum_i |dy_i| |local_ij|` is one matrix-vector product
-    with the positives zeroed. With labels the positives are one element per
-    row (`at_label`, summed by segment), otherwise a second masked product.
+    (`_negative_sum`) of the local gradients with the positives zeroed. With
+    labels the positives are one element per row (`at_label`, summed by
+    segment), otherwise a masked product.
 
     Args:
         local: `(R, K)` float32 derivative of each row's loss w.r.t. its logits.
@@ -226,29 +227,43 @@ def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_class
         at_label: `(R,)` `local` at each row's label (any value for rows whose
             id is out of range), or None.
         num_classes: number of leading columns with statistics.
-        sums: whether to build the column sums (else they are zeros).
+        sums: whether to prepare the column sums (else the sum is zeros and
+            `negatives` None).
 
     Returns:
-        `(gradient, positive_sum, negative_sum)`.
+        `(gradient, positive_sum, negatives)`: `negatives` is the `(R, K)`
+        operand of `_negative_sum`.
     """
     dy = upstream[:, None]
     if not sums:
-        zeros = tf.zeros([num_classes])
-        return local * dy, zeros, zeros
-    weights = tf.abs(upstream)
+        return local * dy, tf.zeros([num_classes]), None
     negatives = tf.where(positive, 0.0, local)
-    negative_sum = _column_sum(negatives, weights, num_classes)
     if labels is None:
-        positive_sum = _column_sum(tf.where(positive, tf.abs(local), 0.0), weights, num_classes)
-        return local * dy, positive_sum, negative_sum
+        # A column reduction, not a matrix-vector product: this runs inside
+        # `_binary_rows`'s `tf.cond` (see `_negative_sum`).
+        positive_sum = tf.reduce_sum(
+            tf.where(positive, tf.abs(local), 0.0) * tf.abs(dy), 0)[:num_classes]
+        return local * dy, positive_sum, negatives
     # Rebuilt from `negatives` so that XLA writes the gradient in one pass.
     gradient = tf.where(positive, at_label[:, None], negatives) * dy
     counted = (labels >= 0) & (labels < num_classes)
     # Rows without a counted positive go to an extra segment, dropped.
     segments = tf.where(counted, tf.cast(labels, tf.int32), num_classes)
     positive_sum = tf.math.unsorted_segment_sum(
-        tf.abs(at_label) * weights, segments, num_classes + 1)[:num_classes]
-    return gradient, positive_sum, negative_sum
+        tf.abs(at_label) * tf.abs(upstream), segments, num_classes + 1)[:num_classes]
+    return gradient, positive_sum, negatives
+
+
+def _negative_sum(negatives, upstream, num_classes):
+    """The negatives' column sums, `sum_i |dy_i| negatives_ij` (zeros without `negatives`).
+
+    Kept out of any `tf.cond` branch: there XLA fuses the `(R, K)` operand
+    into a naive matrix-vector loop (3x the whole loss at 512 x 1203);
+    outside, the product feeds the statistics' add and stays a fast `dot`.
+    """
+    if negatives is None:
+        return tf.zeros([num_classes])
+    return _column_sum(negatives, tf.abs(upstream), num_classes)
 
 
 def _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums):
@@ -401,8 +416,9 @@ def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
-            gradient, positive_sum, negative_sum = either(
+            gradient, positive_sum, negatives = either(
                 lambda path: path.backward(z2, loss, upstream, num_classes, sums))
+            negative_sum = _negative_sum(negatives, upstream, num_classes)
             updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
             gradient = _with_dependencies(gradient, updates, z.dtype)
             return tf.reshape(gradient, tf.shape(z))
@@ -535,9 +551,11 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
             features=_as_rows(_float32(z), width) + offset, labels=distribution)
 
         def backward(upstream):
-            gradient, positive_sum, negative_sum = _gradient_and_sums(
-                local, distribution > 0.0, tf.reshape(_float32(upstream), [-1]),
+            upstream = tf.reshape(_float32(upstream), [-1])
+            gradient, positive_sum, negatives = _gradient_and_sums(
+                local, distribution > 0.0, upstream,
                 labels=None, at_label=None, num_classes=width, sums=on_column_sums is not None)
+            negative_sum = _negative_sum(negatives, upstream, width)
             updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
             return tf.reshape(_with_dependencies(gradient, updates, z.dtype), tf.shape(z))
 
