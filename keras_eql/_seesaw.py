@@ -96,16 +96,16 @@ class SeesawLoss(CountingLoss):
         if not self.objectness:
             ok = tf.equal(positives, 1.0)
             message = "a dense target row has {} positives; expected exactly one (one-hot)."
-            return _targets._raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
-                                      _targets._first_failure(positives, ok))
+            return _targets.raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
+                                      _targets.first_failure(positives, ok))
         objectness = targets[..., self.num_classes:]
         ok = (positives <= 1.0) & tf.equal(objectness[..., 0], positives) & tf.equal(
             objectness[..., 1], 1.0 - positives)
         message = ("a dense target row has {} class positives or an objectness pair that "
                    "disagrees; expected a one-hot class row with [1, 0] objectness, or "
                    "an all-zero class row with [0, 1] (background).")
-        return _targets._raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
-                                  _targets._first_failure(positives, ok))
+        return _targets.raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
+                                  _targets.first_failure(positives, ok))
 
     def _row_loss(self, targets, labels, logits):
         num_classes = self.num_classes

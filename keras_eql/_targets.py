@@ -51,7 +51,7 @@ def check_logits_dtype(loss_name, y_pred):
         )
 
 
-def _raise_if(loss_name, condition, message, value):
+def raise_if(loss_name, condition, message, value):
     """Raise `message.format(value)` where `condition` holds.
 
     Eager: a Python `ValueError`. Graph: an assertion op the caller must
@@ -68,7 +68,7 @@ def _raise_if(loss_name, condition, message, value):
     ]
 
 
-def _first_failure(values, ok):
+def first_failure(values, ok):
     """The first value where `ok` is False (NaN if none; safe on empty input)."""
     values = tf.concat([tf.reshape(values, [-1]), [np.nan]], 0)
     ok = tf.concat([tf.reshape(ok, [-1]), [False]], 0)
@@ -115,13 +115,13 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
         in_range = in_range | tf.logical_not(valid)
     integral = tf.equal(raw, tf.cast(labels, tf.float32))
     ok = in_range & integral
-    bad = _first_failure(raw, ok)
+    bad = first_failure(raw, ok)
     expected = f"0..{top}"
     if allow_background:
         expected += f" ({num_classes} = background)"
     if ignore_class is not None:
         expected += f" or ignore_class={ignore_class}"
-    checks = _raise_if(
+    checks = raise_if(
         loss_name,
         tf.logical_not(tf.reduce_all(ok)),
         "label {} is out of range; expected an integer in " + expected + ".",
@@ -158,8 +158,8 @@ def dense_targets(loss_name, targets, logits, *, binary):
     else:
         ok = (flat >= 0.0) & (flat <= 1.0)
         message = "dense target {} is outside [0, 1]."
-    bad = _first_failure(flat, ok)
-    checks = _raise_if(loss_name, tf.logical_not(tf.reduce_all(ok)), message, bad)
+    bad = first_failure(flat, ok)
+    checks = raise_if(loss_name, tf.logical_not(tf.reduce_all(ok)), message, bad)
     return targets, checks
 
 
