@@ -283,26 +283,25 @@ def positive_int(text):
     return value
 
 
-def imbalance_factor(text):
-    """argparse type: a finite number >= 1."""
+def _finite_number(text, accept, expected):
+    """`float(text)` if it is finite and `accept`s it, else an argparse error."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text!r}")
+    if not math.isfinite(value) or not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
     return value
+
+
+def imbalance_factor(text):
+    """argparse type: a finite number >= 1."""
+    return _finite_number(text, lambda value: value >= 1, "a finite number >= 1")
 
 
 def positive_float(text):
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return _finite_number(text, lambda value: value > 0, "a positive number")
 
 
 def _methods(text):
