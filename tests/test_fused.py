@@ -3,9 +3,11 @@
 `keras_eql._fused` computes each loss's gradient analytically and the
 statistics' column sums inside the same backward pass. Here they are checked
 against autodiff of `keras_eql.functional` (and a float64 NumPy softmax),
-against the golden vectors through the integrated loss classes of
-`benchmarks/_fused_losses.py`, and for finiteness at extreme logits. Golden
-tolerances: loss rtol 1e-5, gradient atol 1e-5 * max|g|, statistics rtol 1e-5.
+the loss classes (which run them) against the same classes on the autodiff
+path of `benchmarks/_autodiff_losses.py`, and for finiteness at extreme
+logits; `tests/test_golden.py` checks the classes against the golden
+vectors. Golden tolerances: loss rtol 1e-5, gradient atol 1e-5 * max|g|,
+statistics rtol 1e-5.
 """
 
 import sys
@@ -172,7 +174,7 @@ def test_gradient_of_rank_three_logits():
     np.testing.assert_allclose(sums[1], expected[1], rtol=1e-5)
 
 
-# -- the integrated classes (benchmarks/_fused_losses.py) -------------------------------
+# -- the loss classes against the autodiff path (benchmarks/_autodiff_losses.py) --------
 
 
 CLASS_CASES = {
