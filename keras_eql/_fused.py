@@ -217,7 +217,7 @@ def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_class
     the negatives' `sum_i |dy_i| |local_ij|` is one matrix-vector product
     (`_negative_sum`) of the local gradients with the positives zeroed. With
     labels the positives are one element per row (`at_label`, summed by
-    segment), otherwise a masked product.
+    segment), otherwise a masked column reduction.
 
     Args:
         local: `(R, K)` float32 derivative of each row's loss w.r.t. its logits.
