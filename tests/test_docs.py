@@ -18,6 +18,18 @@ def test_readme_quick_start_runs():
     assert ratio.shape == (10,) and (ratio >= 0).all() and (ratio <= 1).all()
 
 
+def test_readme_custom_loss_with_statistics_runs():
+    readme = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (code,) = [block for block in blocks if "statistics.capture(" in block]
+    namespace = {}
+    exec(compile(code, "README custom loss", "exec"), namespace)
+    statistics = namespace["statistics"]
+    assert float(statistics.steps.numpy()) == 1.0
+    values = statistics.numpy()
+    assert (values["positive"] > 0).all() and (values["negative"] > 0).all()
+
+
 @pytest.mark.parametrize("module_name", [
     "keras_eql.functional", "keras_eql.losses", "keras_eql.layers"])
 def test_docstring_examples(module_name):
