@@ -128,14 +128,13 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
         bad,
     )
     safe = labels if valid is None else tf.where(valid, labels, 0)
-    if not one_hot:
-        # Ids for the fused losses, which never expand them. Ignored rows
-        # become background rows; their loss is masked out anyway.
-        ids = labels if valid is None else tf.where(
-            valid, labels, num_classes if allow_background else 0)
-        return ids, safe, valid, checks
-    # Ignored rows become all-negative rows; their loss is masked out anyway.
+    # Ignored rows become background (all-negative) rows; their loss is
+    # masked out anyway.
     hot = labels if valid is None else tf.where(valid, labels, num_classes)
+    if not one_hot:
+        # Ids for the fused losses, which never expand them; without a
+        # background label an ignored row takes the safe id 0 instead.
+        return (hot if allow_background else safe), safe, valid, checks
     targets = tf.one_hot(hot, num_classes + 1, dtype=tf.float32)[..., :depth]
     return targets, safe, valid, checks
 
