@@ -20,17 +20,53 @@ import keras_eql
 from keras_eql import functional
 
 
-class _Autodiff:
-    """Mixin: `_row_loss` by autodiff of `keras_eql.functional`, statistics by `capture`."""
+def _per_sample_capture(statistics, rows_of, logits, targets, row_weights, finite):
+    """Identity on `logits` whose backward pass adds the per-sample column sums.
 
-    def _row_loss(self, targets, logits, ratio, on_column_sums):
+    The sums come from a nested tape in the forward pass: the gradient of
+    `sum_i row_weights_i rows_i` w.r.t. the logits, split by the targets.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        weighted = tf.reduce_sum(rows_of(logits) * row_weights)
+    local = tf.abs(tf.reshape(tape.gradient(weighted, logits), [-1, logits.shape[-1]]))
+    local = local[:, : statistics.num_classes]
+    mask = tf.reshape(targets, [-1, targets.shape[-1]])[:, : statistics.num_classes] > 0.0
+    positive = tf.stop_gradient(tf.reduce_sum(tf.where(mask, local, 0.0), 0))
+    negative = tf.stop_gradient(tf.reduce_sum(tf.where(mask, 0.0, local), 0))
+
+    @tf.custom_gradient
+    def identity(z):
+        def grad(upstream):
+            updates = statistics.accumulate_sums(positive, negative, unscale=False,
+                                                 inputs_finite=finite)
+            with tf.control_dependencies(updates):
+                return tf.identity(upstream)
+
+        return tf.identity(z), grad
+
+    return identity(logits)
+
+
+class _Autodiff:
+    """Mixin: `_row_loss` by autodiff of `keras_eql.functional`, statistics by `capture`.
+
+    Per-sample statistics (Sigmoid-EQL) come from `_per_sample_capture`.
+    """
+
+    def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         width = logits.shape[-1]
         ids = targets if targets.dtype.is_integer else None
         if ids is not None:
             # Ids outside [0, K) (background without an objectness column)
             # become all-zero rows.
             targets = tf.one_hot(ids, width + 1, dtype=tf.float32)[..., :width]
-        if on_column_sums is not None:
+        if on_column_sums is not None and row_weights is not None:
+            finite = tf.stop_gradient(tf.reduce_all(tf.math.is_finite(logits)))
+            rows_of = lambda z: self._autodiff_rows(targets, ids, tf.cast(z, tf.float32), ratio)
+            logits = _per_sample_capture(self._statistics, rows_of, logits, targets,
+                                         row_weights, finite)
+        elif on_column_sums is not None:
             # Ignored rows' logits are zeros already (`EqualizationLoss.call`).
             finite = tf.stop_gradient(tf.reduce_all(tf.math.is_finite(logits)))
             logits = self._statistics.capture(

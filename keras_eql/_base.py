@@ -7,14 +7,19 @@ model state (`.keras`, `save_weights`, `BackupAndRestore`,
 `tf.train.Checkpoint`). Subclasses only say how a row's loss is computed.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.common.masking import get_keras_mask
+from keras.src.losses.loss import reduce_weighted_values, squeeze_or_expand_to_same_rank
 
 from keras_eql import _targets
-from keras_eql._statistics import GradientStatistics, all_reduce_sum
+from keras_eql._statistics import STATISTICS_FORMAT, GradientStatistics, all_reduce_sum
 
 _STATE_KEYS = ("positive_gradients", "negative_gradients", "steps")
+_FORMAT_KEY = "statistics_format"
 
 
 class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable):
@@ -41,13 +46,24 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             precision). Statistics are always float32.
 
     The statistics are updated once per `tape.gradient` through the loss (once
-    per training step), never by `evaluate()`, `predict()` or a plain call.
-    They accumulate the gradient of this loss's output with respect to the
-    logits, sample weights, reduction and replica scaling included, but not
-    the mixed-precision loss scale nor compile `loss_weights`, which are
-    divided out. A constant `sample_weight` therefore plays the role of the
-    authors' `loss_weight`; compile-time `loss_weights` do not reach the
-    statistics.
+    per training step), never by `evaluate()`, `predict()` or a plain call,
+    and summed over replicas once. Which gradient they accumulate depends on
+    the loss, as in the authors' code:
+
+    * `SoftmaxEQL`, `EqualizedFocalLoss`, `EqualizedQualityFocalLoss`: the
+      gradient of this loss's output with respect to the logits, sample
+      weights and the reduction's per-step normaliser included (the
+      authors' hooks see their `loss_weight` and normaliser).
+    * `SigmoidEQL`: `sum_i s_i |dE_ij/dz_ij|` over the counted rows, `s_i`
+      the row's sample weight (`class_weight` included) and `E_ij` the
+      element loss: the gradient of the plain sum over the batch (Eq. 3-4),
+      without the reduction's normaliser, so every sample counts the same
+      whatever the size of its batch (eqlv2's collector).
+
+    Neither includes the mixed-precision loss scale, compile `loss_weights`
+    or Keras's division by the number of replicas. A constant
+    `sample_weight` therefore plays the role of the authors' `loss_weight`
+    (it cancels in the ratio).
     """
 
     # Subclass settings.
@@ -55,6 +71,11 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     _clip_ratio = False
     _allow_background = True
     _binary_targets = True
+    # True: the statistics collect the per-sample gradients (`row_weights`),
+    # without the reduction's normaliser; False: the gradient of the output.
+    _per_sample_statistics = False
+    # The oldest `STATISTICS_FORMAT` whose stored sums this loss continues.
+    _minimum_statistics_format = 1
 
     def __init__(self, *, num_classes=None, ignore_class=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
@@ -82,7 +103,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         """Logit columns beyond the C classes (the objectness column)."""
         return 0
 
-    def _row_loss(self, targets, logits, ratio, on_column_sums):
+    def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         """Per-row float32 loss `(...)`, with the statistics' backward hook.
 
         Args:
@@ -93,6 +114,9 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             on_column_sums: to be called in the backward pass with this
                 step's `(C,)` sums of |gradient| over positives and negatives
                 (it returns the update ops to depend on), or None.
+            row_weights: for `_per_sample_statistics` losses, the `(...)`
+                float32 weights `s_i` of the rows in the column sums (0 on
+                ignored rows) in place of the upstream gradient; else None.
         """
         raise NotImplementedError
 
@@ -108,6 +132,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             initial_ratio=self._initial_ratio,
             clip_ratio=self._clip_ratio,
             decay=self.decay,
+            minimum_format=self._minimum_statistics_format,
             name=self.name,
         )
 
@@ -137,8 +162,19 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
 
     # -- Keras Loss API -----------------------------------------------------
     def __call__(self, y_true, y_pred, sample_weight=None):
+        # `keras.losses.Loss.__call__`, except that the rows' sample weights
+        # and input mask also reach `call`: per-sample statistics need them.
         _targets.check_logits_dtype(type(self).__name__, y_pred)
-        loss = super().__call__(y_true, y_pred, sample_weight)
+        input_mask = get_keras_mask(y_pred)
+        with tf.name_scope(self.name):
+            y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
+            losses = self._call(y_true, y_pred, sample_weight, input_mask)
+            mask = get_keras_mask(losses)
+            if input_mask is not None:
+                mask = input_mask if mask is None else input_mask & mask
+            loss = reduce_weighted_values(losses, sample_weight=sample_weight, mask=mask,
+                                          reduction=self.reduction, dtype=self.dtype)
         if self.reduction not in (None, "none") and loss.shape.rank:
             # Keras returns an empty batch unreduced; its loss is 0.
             loss = tf.reduce_sum(loss)
@@ -148,9 +184,29 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
 
     def _records_upstream(self):
         return (self.update_statistics and self._statistics is not None
+                and not self._per_sample_statistics
                 and self.reduction not in (None, "none"))
 
     def call(self, y_true, y_pred):
+        """Per-row losses (Keras API); statistics rows weigh 1 here."""
+        return self._call(y_true, y_pred, None, None)
+
+    def _row_weights(self, rows, sample_weight, input_mask, valid):
+        """`(...)` float32 `s_i` of each row: sample weight x input mask x not ignored."""
+        weights = tf.ones_like(rows, tf.float32)
+        if sample_weight is not None:
+            # Keras's own broadcasting of sample weights onto the row losses.
+            sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
+            weights, sample_weight = squeeze_or_expand_to_same_rank(weights, sample_weight)
+            weights = weights * sample_weight
+            weights = tf.reshape(tf.broadcast_to(weights, tf.shape(rows)), tf.shape(rows))
+        if input_mask is not None:
+            weights = weights * tf.cast(input_mask, tf.float32)
+        if valid is not None:
+            weights = tf.where(valid, weights, 0.0)
+        return tf.stop_gradient(weights)
+
+    def _call(self, y_true, y_pred, sample_weight, input_mask):
         label = type(self).__name__
         if y_pred.shape.rank is None or y_pred.shape[-1] is None:
             raise ValueError(f"{label}: the class axis of the logits must be static, got shape {y_pred.shape}.")
@@ -176,7 +232,12 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         ratio = tf.stop_gradient(self._statistics.ratio())
-        losses = self._row_loss(targets, logits, ratio, on_column_sums)
+        row_weights = None
+        if on_column_sums is not None and self._per_sample_statistics:
+            row_weights = self._row_weights(y_pred[..., 0], sample_weight, input_mask, valid)
+            losses = self._row_loss(targets, logits, ratio, on_column_sums, row_weights)
+        else:
+            losses = self._row_loss(targets, logits, ratio, on_column_sums)
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer
@@ -208,13 +269,22 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         if self._statistics is None:
             return
         state = self._statistics
-        store["positive_gradients"] = np.asarray(state.positive.numpy())
-        store["negative_gradients"] = np.asarray(state.negative.numpy())
-        store["steps"] = np.asarray(state.steps.numpy())
+        stats = state.numpy()
+        store["positive_gradients"] = stats["positive"]
+        store["negative_gradients"] = stats["negative"]
+        store["steps"] = np.asarray(state.step_count(), np.float32)
+        store[_FORMAT_KEY] = np.asarray(STATISTICS_FORMAT, np.float32)
 
     def load_own_variables(self, store):
-        """Keras loading hook; builds the statistics from the stored shape."""
-        if "positive_gradients" not in list(store.keys()):
+        """Keras loading hook; builds the statistics from the stored shape.
+
+        Statistics saved in a format this loss cannot continue from (a
+        Sigmoid-EQL file written before format 2, see `STATISTICS_FORMAT`)
+        are not loaded: the loss starts from its initial state, with a
+        warning. Everything else in the file loads as usual.
+        """
+        keys = list(store.keys())
+        if "positive_gradients" not in keys:
             return
         positive = np.asarray(store["positive_gradients"])
         if self._statistics is None:
@@ -223,6 +293,17 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             raise ValueError(
                 f"{type(self).__name__} '{self.name}': stored statistics have "
                 f"{positive.shape[-1]} classes, the loss has {self.num_classes}.")
+        stored_format = int(np.asarray(store[_FORMAT_KEY])) if _FORMAT_KEY in keys else 1
+        if stored_format < self._minimum_statistics_format:
+            warnings.warn(
+                f"{type(self).__name__} '{self.name}': the saved statistics "
+                f"({float(np.asarray(store['steps'])):g} steps) are in format "
+                f"{stored_format}, whose sums carry each step's 1/N; this version "
+                f"accumulates per-sample sums (format {STATISTICS_FORMAT}) and cannot "
+                "rescale them, so they are reset: the next steps start from the "
+                "initial ratio. Model weights are loaded as usual.", stacklevel=2)
+            self._statistics.reset()
+            return
         self._statistics.assign(
             positive, np.asarray(store["negative_gradients"]), np.asarray(store["steps"]))
 

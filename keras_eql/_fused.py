@@ -30,7 +30,13 @@ returned gradient depends on:
   logits, `(..., K)`.
 * `on_column_sums(positive, negative)`: `sum_i y_ij |g_ij|` and
   `sum_i (1 - y_ij) |g_ij|` over the first `num_classes` columns, which is
-  what `GradientStatistics` accumulates.
+  what `GradientStatistics` accumulates. By default `g` is the gradient of
+  the total (`|dy_i| |dE_ij/dz_ij|`, `dy` the rows' upstream gradient). The
+  sigmoid losses also take `row_weights` `(...)`: then `g_ij = row_weights_i
+  dE_ij/dz_ij`, the gradient of the weighted plain sum over the rows, with
+  no reduction normaliser (Sigmoid-EQL's statistics, as the authors collect
+  them); a non-finite upstream gradient still makes the sums NaN, so that
+  the statistics drop a step whose gradient overflowed.
 
 Numerics are those of `keras_eql.functional`: log space, finite loss and
 gradient for every finite logit in float32, float16 and bfloat16 (computed in
@@ -210,7 +216,8 @@ def _column_sum(matrix, weights, num_classes):
     return tf.linalg.matvec(matrix, weights, transpose_a=True)[:num_classes]
 
 
-def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_classes, sums):
+def _gradient_and_sums(local, positive, upstream, weights, *, labels, at_label, num_classes,
+                       sums):
     """The gradient `local * dy` and, if `sums`, what the column sums need.
 
     Every negative's local gradient is `>= 0` (true for all four losses), so
@@ -223,6 +230,8 @@ def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_class
         local: `(R, K)` float32 derivative of each row's loss w.r.t. its logits.
         positive: boolean `(R, K)` positive mask.
         upstream: `(R,)` float32 upstream gradient of the rows.
+        weights: `(R,)` non-negative float32 row weights of the column sums
+            (`|upstream|`, or the statistics' own `row_weights`).
         labels: `(R,)` integer ids, or None.
         at_label: `(R,)` `local` at each row's label (any value for rows whose
             id is out of range), or None.
@@ -242,7 +251,7 @@ def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_class
         # A column reduction, not a matrix-vector product: this runs inside
         # `_binary_rows`'s `tf.cond` (see `_negative_sum`).
         positive_sum = tf.reduce_sum(
-            tf.where(positive, tf.abs(local), 0.0) * tf.abs(dy), 0)[:num_classes]
+            tf.where(positive, tf.abs(local), 0.0) * weights[:, None], 0)[:num_classes]
         return local * dy, positive_sum, negatives
     # Rebuilt from `negatives` so that XLA writes the gradient in one pass.
     gradient = tf.where(positive, at_label[:, None], negatives) * dy
@@ -250,12 +259,12 @@ def _gradient_and_sums(local, positive, upstream, *, labels, at_label, num_class
     # Rows without a counted positive go to an extra segment, dropped.
     segments = tf.where(counted, tf.cast(labels, tf.int32), num_classes)
     positive_sum = tf.math.unsorted_segment_sum(
-        tf.abs(at_label) * tf.abs(upstream), segments, num_classes + 1)[:num_classes]
+        tf.abs(at_label) * weights, segments, num_classes + 1)[:num_classes]
     return gradient, positive_sum, negatives
 
 
-def _negative_sum(negatives, upstream, num_classes):
-    """The negatives' column sums, `sum_i |dy_i| negatives_ij` (zeros without `negatives`).
+def _negative_sum(negatives, weights, num_classes):
+    """The negatives' column sums, `sum_i weights_i negatives_ij` (zeros without `negatives`).
 
     Kept out of any `tf.cond` branch: there XLA fuses the `(R, K)` operand
     into a naive matrix-vector loop (3x the whole loss at 512 x 1203);
@@ -263,7 +272,17 @@ def _negative_sum(negatives, upstream, num_classes):
     """
     if negatives is None:
         return tf.zeros([num_classes])
-    return _column_sum(negatives, tf.abs(upstream), num_classes)
+    return _column_sum(negatives, weights, num_classes)
+
+
+def _sum_weights(upstream, row_weights):
+    """Row weights of the column sums: `|upstream|`, or `row_weights` (NaN if the upstream is not finite)."""
+    if row_weights is None:
+        return tf.abs(upstream)
+    # One reduction over the rows: an overflowed loss scale or a NaN elsewhere
+    # in the total must drop the step, as it does for upstream-weighted sums.
+    finite = tf.math.is_finite(tf.reduce_sum(upstream))
+    return tf.where(finite, tf.abs(_float32(row_weights)), np.nan)
 
 
 def _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums):
@@ -333,7 +352,7 @@ class _LabelPath:
             loss = tf.where(self.positive, at_loss[:, None], loss)
         return loss
 
-    def backward(self, z, loss, upstream, num_classes, sums):
+    def backward(self, z, loss, upstream, weights, num_classes, sums):
         self._setup(z)
         x = tf.where(self.positive, z, -z)
         d_x = self.math.gradient(x, self.positive, _shared_exp(z), loss)
@@ -347,7 +366,7 @@ class _LabelPath:
             at_label = self.quality_math.gather(self.index).gradient(
                 self.at_z, self.quality, at_shared, at_loss)
             local = tf.where(self.positive, at_label[:, None], local)
-        return _gradient_and_sums(local, self.positive, upstream, labels=self.labels,
+        return _gradient_and_sums(local, self.positive, upstream, weights, labels=self.labels,
                                   at_label=at_label, num_classes=num_classes, sums=sums)
 
 
@@ -365,7 +384,7 @@ class _DensePath:
         return tf.where(positive, self.quality_math.loss(z, self.targets, shared),
                         self.math.loss(-z, False, shared))
 
-    def backward(self, z, loss, upstream, num_classes, sums):
+    def backward(self, z, loss, upstream, weights, num_classes, sums):
         positive, shared = self.targets > 0.0, _shared_exp(z)
         if self.quality_math is None:
             d_x = self.math.gradient(tf.where(positive, z, -z), positive, shared, loss)
@@ -374,12 +393,12 @@ class _DensePath:
             local = tf.where(positive,
                              self.quality_math.gradient(z, self.targets, shared, loss),
                              -self.math.gradient(-z, False, shared, loss))
-        return _gradient_and_sums(local, positive, upstream, labels=None, at_label=None,
+        return _gradient_and_sums(local, positive, upstream, weights, labels=None, at_label=None,
                                   num_classes=num_classes, sums=sums)
 
 
 def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
-                 on_gradient, on_column_sums):
+                 on_gradient, on_column_sums, row_weights=None):
     """Row sums of a sigmoid loss with its fused backward pass.
 
     Args:
@@ -389,6 +408,8 @@ def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
         quality_math: `_QualityFocal` for EQFL's positives, else None.
         num_classes: leading columns with statistics (default K).
         on_gradient, on_column_sums: the hooks (module docstring).
+        row_weights: optional `(...)` weights of the column sums in place of
+            the upstream gradient (module docstring).
     """
     width = logits.shape[-1]
     num_classes = width if num_classes is None else int(num_classes)
@@ -416,9 +437,11 @@ def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
+            weights = _sum_weights(upstream, None if row_weights is None
+                                   else tf.reshape(row_weights, [-1])) if sums else None
             gradient, positive_sum, negatives = either(
-                lambda path: path.backward(z2, loss, upstream, num_classes, sums))
-            negative_sum = _negative_sum(negatives, upstream, num_classes)
+                lambda path: path.backward(z2, loss, upstream, weights, num_classes, sums))
+            negative_sum = _negative_sum(negatives, weights, num_classes)
             updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
             gradient = _with_dependencies(gradient, updates, z.dtype)
             return tf.reshape(gradient, tf.shape(z))
@@ -433,7 +456,7 @@ def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
 
 def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
                      mapping="sigmoid", objectness=False, on_gradient=None,
-                     on_column_sums=None):
+                     on_column_sums=None, row_weights=None):
     """Sigmoid-EQL summed over the class axis, with a fused backward pass.
 
     Same value as `tf.reduce_sum(functional.sigmoid_eql(...), -1)`; the
@@ -446,6 +469,10 @@ def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
         gamma, mu, alpha, mapping, objectness: see `functional.sigmoid_eql`.
         on_gradient, on_column_sums: backward hooks (module docstring); the
             column sums leave the objectness column out.
+        row_weights: optional `(...)` row weights of the column sums
+            (module docstring): `SigmoidEQL` passes the sample weights of
+            the counted rows, so that its sums are the authors'
+            `sum_i s_i w_ij |sigmoid(z_ij) - y_ij|`.
 
     Returns:
         float32 row loss `(...)`.
@@ -459,7 +486,8 @@ def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
         negative_weights = tf.concat([negative_weights, one], 0)
     math = _WeightedBCE({"positive": positive_weights, "negative": negative_weights})
     return _binary_rows(targets, logits, math, num_classes=num_classes,
-                        on_gradient=on_gradient, on_column_sums=on_column_sums)
+                        on_gradient=on_gradient, on_column_sums=on_column_sums,
+                        row_weights=row_weights)
 
 
 def _focal_classes(ratio, gamma, scale, width):
@@ -552,10 +580,11 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
+            weights = tf.abs(upstream)
             gradient, positive_sum, negatives = _gradient_and_sums(
-                local, distribution > 0.0, upstream,
+                local, distribution > 0.0, upstream, weights,
                 labels=None, at_label=None, num_classes=width, sums=on_column_sums is not None)
-            negative_sum = _negative_sum(negatives, upstream, width)
+            negative_sum = _negative_sum(negatives, weights, width)
             updates = _run_hooks(gradient, positive_sum, negative_sum, on_gradient, on_column_sums)
             return tf.reshape(_with_dependencies(gradient, updates, z.dtype), tf.shape(z))
 

@@ -25,6 +25,14 @@ import tensorflow as tf
 # The authors' `pos_neg = pos_grad / (neg_grad + 1e-10)`.
 RATIO_EPSILON = 1e-10
 
+# What the stored sums mean. Format 1 (keras_eql 0.1.0, until commit e72f151):
+# every loss accumulated the gradient of its reduced output, so Sigmoid-EQL's
+# increments carried the reduction's 1/N_t. Format 2: Sigmoid-EQL accumulates
+# the per-sample gradients without that normaliser, as the authors do; the
+# other losses' sums mean what they meant. A checkpoint written before the
+# format existed has no record of it and reads as format 1.
+STATISTICS_FORMAT = 2
+
 
 def _replica_context():
     """The replica context when running in sync with other replicas, else None."""
@@ -70,29 +78,54 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         decay: optional factor in (0, 1] by which the sums are multiplied
             before each update (exponential forgetting); `None` keeps the
             paper's plain sums.
+        minimum_format: the oldest `STATISTICS_FORMAT` whose sums this loss
+            can continue from. Sums restored from an older format (e.g. a
+            `tf.train.Checkpoint` written by keras_eql 0.1.0, which has no
+            `format` variable, so it keeps its initial value 1) read as the
+            initial state and are replaced on the next update: never mixed.
         name: prefix of the variable names.
     """
 
-    def __init__(self, num_classes, *, initial_ratio, clip_ratio, decay=None, name):
+    def __init__(self, num_classes, *, initial_ratio, clip_ratio, decay=None,
+                 minimum_format=1, name):
         self.num_classes = int(num_classes)
         self.initial_ratio = float(initial_ratio)
         self.clip_ratio = bool(clip_ratio)
         self.decay = decay
+        self.minimum_format = int(minimum_format)
         on_write = tf.VariableSynchronization.ON_WRITE
         zeros = np.zeros([self.num_classes], np.float32)
         self.positive = _variable(zeros, f"{name}/positive_gradients", on_write)
         self.negative = _variable(zeros, f"{name}/negative_gradients", on_write)
         self.steps = _variable(0.0, f"{name}/steps", on_write)
+        # Starts at 1 ("old"): a checkpoint without it must not pass for new.
+        # Every update writes the current format.
+        self.format = _variable(1.0, f"{name}/statistics_format", on_write)
         # Per replica and not part of the Keras saving hooks: a scratch value.
         self._upstream = _variable(
             1.0, f"{name}/upstream_factor", tf.VariableSynchronization.ON_READ
         )
 
     # -- reading -------------------------------------------------------------
-    def ratio(self):
-        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
+    def _current(self):
+        """`(positive, negative, steps)`, the initial state if their format is too old."""
         positive = tf.convert_to_tensor(self.positive)
         negative = tf.convert_to_tensor(self.negative)
+        steps = tf.convert_to_tensor(self.steps)
+        if self.minimum_format <= 1:
+            return positive, negative, steps
+        usable = tf.convert_to_tensor(self.format) >= float(self.minimum_format)
+        return (tf.where(usable, positive, 0.0), tf.where(usable, negative, 0.0),
+                tf.where(usable, steps, 0.0))
+
+    def is_stale(self):
+        """Whether the stored sums are of a format this loss cannot continue from."""
+        return bool(float(self.format.numpy()) < self.minimum_format
+                    and float(self.steps.numpy()) > 0)
+
+    def ratio(self):
+        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
+        positive, negative, _ = self._current()
         ratio = tf.where(
             positive + negative > 0.0,
             positive / (negative + RATIO_EPSILON),
@@ -104,11 +137,16 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
 
     def numpy(self):
         """The statistics as NumPy arrays (`positive`, `negative`, `ratio`)."""
+        positive, negative, _ = self._current()
         return {
-            "positive": np.asarray(self.positive.numpy()),
-            "negative": np.asarray(self.negative.numpy()),
+            "positive": np.asarray(positive.numpy()),
+            "negative": np.asarray(negative.numpy()),
             "ratio": np.asarray(self.ratio().numpy()),
         }
+
+    def step_count(self):
+        """Number of steps folded into the sums (0 for stale sums)."""
+        return float(self._current()[2].numpy())
 
     # -- writing -------------------------------------------------------------
     def reset(self):
@@ -117,12 +155,14 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         self.positive.assign(zeros)
         self.negative.assign(zeros)
         self.steps.assign(0.0)
+        self.format.assign(float(STATISTICS_FORMAT))
 
     def assign(self, positive, negative, steps):
-        """Overwrite the state (used when loading)."""
+        """Overwrite the state with sums of the current format (used when loading)."""
         self.positive.assign(np.asarray(positive, np.float32))
         self.negative.assign(np.asarray(negative, np.float32))
         self.steps.assign(np.asarray(steps, np.float32))
+        self.format.assign(float(STATISTICS_FORMAT))
 
     def _accumulate(self, positive, negative, inputs_finite):
         # A non-finite input anywhere makes this replica's increments NaN, and
@@ -131,8 +171,7 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             positive = tf.where(inputs_finite, positive, np.nan)
         positive, negative = all_reduce_sum(positive, negative)
         decay = 1.0 if self.decay is None else float(self.decay)
-        old_positive = tf.convert_to_tensor(self.positive)
-        old_negative = tf.convert_to_tensor(self.negative)
+        old_positive, old_negative, old_steps = self._current()
         new_positive = decay * old_positive + positive
         new_negative = decay * old_negative + negative
         # Checked on the updated sums (the same verdict: the stored ones are
@@ -147,7 +186,8 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
         return [
             self.positive.assign(tf.where(finite, new_positive, old_positive)),
             self.negative.assign(tf.where(finite, new_negative, old_negative)),
-            self.steps.assign_add(tf.cast(finite, tf.float32)),
+            self.steps.assign(old_steps + tf.cast(finite, tf.float32)),
+            self.format.assign(float(STATISTICS_FORMAT)),
         ]
 
     def accumulate(self, gradient, positive_mask, *, unscale, inputs_finite=None):

@@ -26,8 +26,17 @@ class SigmoidEQL(EqualizationLoss):
     gradient ratio `r_j = f(G_j)` and positive weight
     `q_j = 1 + alpha (1 - r_j)`. The ratio starts at 100, so step 0 is plain
     BCE. The per-sample loss is the SUM over the class axis (the detection
-    convention). The statistics carry the reduction's 1/N, which the authors'
-    code leaves out; the ratio, the only thing the loss uses, is the same.
+    convention).
+
+    Statistics: each step adds `sum_i s_i w_ij |sigmoid(z_ij) - y_ij|` over
+    its counted rows (`s_i` the sample weight, ignored rows left out): the
+    gradient of the paper's plain sum over the batch (Eq. 3-4), without the
+    reduction's `1/N`, so a sample counts the same in a short batch, a batch
+    with ignored rows or a full one. With `s_i = 1` these are exactly the
+    sums of the authors' `collect_grad`. (Their `loss_weight` does not reach
+    eqlv2's sums; a constant `sample_weight` does here, and cancels in the
+    ratio.) Sums saved by keras_eql 0.1.0 carried `1/N` and are reset on
+    load, with a warning (`STATISTICS_FORMAT`).
 
     Args:
         num_classes: foreground classes `C` (see `EqualizationLoss`).
@@ -54,6 +63,8 @@ class SigmoidEQL(EqualizationLoss):
     """
 
     _initial_ratio = 100.0
+    _per_sample_statistics = True
+    _minimum_statistics_format = 2
 
     def __init__(self, num_classes=None, gamma=12.0, mu=0.8, alpha=4.0,
                  mapping="sigmoid", objectness=False, ignore_class=-1,
@@ -78,10 +89,11 @@ class SigmoidEQL(EqualizationLoss):
     def _extra_columns(self):
         return 1 if self.objectness else 0
 
-    def _row_loss(self, targets, logits, ratio, on_column_sums):
+    def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         return _fused.sigmoid_eql_rows(
             targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu, alpha=self.alpha,
-            mapping=self.mapping, objectness=self.objectness, on_column_sums=on_column_sums)
+            mapping=self.mapping, objectness=self.objectness, on_column_sums=on_column_sums,
+            row_weights=row_weights)
 
     def get_config(self):
         config = super().get_config()

@@ -41,12 +41,14 @@ def _case(name):
     """(golden, loss factory, per-step (labels, weights), sums scale)."""
     golden = load_golden(name)
     steps, rows, width = golden["logits"].shape
-    if name == "sigmoid_eql":
+    if name.startswith("sigmoid_eql"):
+        # Varying rows: label -1 (the default ignore_class) where the
+        # reference dropped the row.
         make = lambda lazy: keras_eql.SigmoidEQL(
             num_classes=None if lazy else width - 1, objectness=True)
         inputs = [(golden["labels"][t], None) for t in range(steps)]
-        # The authors' sums leave out the 1/N that our statistics carry.
-        return golden, make, inputs, 1.0 / rows
+        # Per-sample sums without the 1/N: the authors' sums exactly.
+        return golden, make, inputs, 1.0
     if name in ("efl", "eqfl"):
         labels = _efl_labels(golden["labels"], width)
         if name == "efl":
@@ -68,12 +70,18 @@ def _case(name):
         return golden, make, inputs, 1.0
     tau = 0.5 if name.endswith("tau05_lw2") else 1.0
     loss_weight = 2.0 if name.endswith("lw2") else 1.0
-    make = lambda lazy: keras_eql.SoftmaxEQL(num_classes=None if lazy else width, tau=tau)
+    indicator = {"softmax_eql_negative": "negative",
+                 "softmax_eql_pos_and_neg": "positive_and_negative"}.get(name, "positive")
+    make = lambda lazy: keras_eql.SoftmaxEQL(num_classes=None if lazy else width, tau=tau,
+                                             indicator=indicator)
     inputs = [(golden["labels"][t], np.full(rows, loss_weight, np.float32)) for t in range(steps)]
     return golden, make, inputs, 1.0
 
 
-GOLDEN_NAMES = ["sigmoid_eql", "efl", "eqfl", "softmax_eql", "softmax_eql_tau05_lw2"]
+# `sigmoid_eql_varying_rows`, `softmax_eql_negative` and `_pos_and_neg` are
+# this repository's (tests/golden/make_golden_extra.py), the rest the shared set.
+GOLDEN_NAMES = ["sigmoid_eql", "sigmoid_eql_varying_rows", "efl", "eqfl", "softmax_eql",
+                "softmax_eql_tau05_lw2", "softmax_eql_negative", "softmax_eql_pos_and_neg"]
 
 
 @pytest.mark.parametrize("mode", MODES)
