@@ -186,7 +186,8 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
     created (in the constructor when `num_classes` is given, else on the first
     call with a callable initial value, which also works under a
     `tf.distribute` strategy) and updated once per training step. Step `t`
-    uses the counts of steps `0..t-1`, exactly like the EQL statistics.
+    uses the counts of steps `0..t-1`, exactly like the EQL statistics (Seesaw
+    adds step `t`'s own batch on top, as mmdet does).
     """
 
     def __init__(self, *, given_counts, num_classes, update_counts, **kwargs):

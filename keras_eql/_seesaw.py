@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_eql import _baseline_math, _targets
 from keras_eql._baseline_base import CountingLoss
+from keras_eql._statistics import all_reduce_sum
 from keras_eql._targets import check_hyperparameter
 
 
@@ -33,17 +34,19 @@ class SeesawLoss(CountingLoss):
       which with `sum_over_batch_size` is mmdet's `(sum obj + sum_fg cls) / N`.
       Score with `keras_eql.baselines.seesaw_scores`.
 
-    Counts are model state (saved in `.keras`, `save_weights` and
-    `tf.train.Checkpoint`), count the rows of each class (background and
-    ignored rows not counted, `sample_weight` ignored) and are updated in the
-    backward pass, once per `tape.gradient` (once per training step), never
-    by `evaluate()` or `predict()`, with the step's counts summed over
-    replicas exactly once. Two deliberate differences from mmdet: step `t`
-    uses the counts of steps `0..t-1` (mmdet adds the current batch before
-    computing the loss; a one-step lag that keeps evaluation from touching
-    the state), and the counts are global over replicas (mmdet keeps one set
-    per GPU). Classes not seen yet count as 1 (mmdet's `clamp(min=1)`), so
-    step 0 has no mitigation.
+    Counts: the loss at step `t` uses the cumulative counts of steps `0..t`,
+    this step's batch included, exactly as mmdet's `SeesawLoss` adds the
+    batch to `cum_samples` before computing the loss; so step 0 already
+    mitigates by the first batch's counts. Classes not seen yet count as 1
+    (mmdet's `clamp(min=1)`). The counts of each class's rows (background and
+    ignored rows not counted, `sample_weight` ignored) persist as model state
+    (saved in `.keras`, `save_weights` and `tf.train.Checkpoint`), updated
+    in the backward pass once per `tape.gradient` (once per training step):
+    `evaluate()` computes its loss the same way (stored counts plus its
+    batch's) and `predict()` never calls it, but neither persists anything.
+    One deliberate difference from mmdet: the batch's counts are those of
+    the global batch (summed over replicas), where mmdet under DDP keeps one
+    set per GPU and never all-reduces it.
 
     Args:
         num_classes: classes `C`; inferred on the first call when None. Give
@@ -117,13 +120,20 @@ class SeesawLoss(CountingLoss):
         foreground = labels < num_classes
         losses = _baseline_math.seesaw_cross_entropy(
             tf.where(foreground, labels, 0), logits[..., :num_classes],
-            class_counts=self._counts_tensor(), p=self.p, q=self.q, eps=self.eps)
+            class_counts=self._counts_with_batch(targets), p=self.p, q=self.q, eps=self.eps)
         if not self.objectness:
             return losses
         objectness = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(tf.logical_not(foreground), tf.int32),
             logits=logits[..., num_classes:])
         return objectness + tf.where(foreground, losses, tf.zeros_like(losses))
+
+    def _counts_with_batch(self, targets):
+        """Stored counts plus this global batch's (ignored and background rows are zero rows)."""
+        class_targets = tf.reshape(tf.cast(targets[..., : self.num_classes], tf.float32),
+                                   [-1, self.num_classes])
+        (batch_counts,) = all_reduce_sum(tf.reduce_sum(class_targets, axis=0))
+        return self._counts_tensor() + tf.stop_gradient(batch_counts)
 
     def get_config(self):
         config = super().get_config()

@@ -173,9 +173,11 @@ def test_seesaw_matches_formula(p, q):
     counts = np.array([1000.0, 300.0, 50.0, 10.0, 2.0, 0.0])
     loss = SeesawLoss(num_classes=6, p=p, q=q, update_counts=False)
     loss.counts.assign(counts)
-    # The compensation factor uses scores without gradient: freeze them at z.
+    # The loss adds the batch's own counts (as mmdet); the compensation factor
+    # uses scores without gradient: freeze them at z.
+    used = counts + np.bincount(labels, minlength=6)
     assert_matches(loss, labels, z,
-                   lambda zz: ref_seesaw(zz, labels, counts, p, q, score_logits=z.astype(np.float64)))
+                   lambda zz: ref_seesaw(zz, labels, used, p, q, score_logits=z.astype(np.float64)))
 
 
 def test_seesaw_objectness_matches_mmdet_layout():
@@ -183,11 +185,12 @@ def test_seesaw_objectness_matches_mmdet_layout():
     counts = np.array([500.0, 40.0, 40.0, 3.0, 1.0])
     loss = SeesawLoss(num_classes=5, objectness=True, update_counts=False)
     loss.counts.assign(counts)
+    used = counts + np.bincount(labels[labels < 5], minlength=5)
     assert_matches(loss, labels, z, lambda zz: ref_seesaw(
-        zz, labels, counts, objectness=True, score_logits=z.astype(np.float64)))
+        zz, labels, used, objectness=True, score_logits=z.astype(np.float64)))
 
 
-def test_seesaw_steps_use_previous_counts_and_commit_in_backward():
+def test_seesaw_steps_use_counts_with_their_batch_and_commit_in_backward():
     rng = np.random.default_rng(5)
     loss = SeesawLoss()
     seen = np.zeros(4)
@@ -196,11 +199,12 @@ def test_seesaw_steps_use_previous_counts_and_commit_in_backward():
         z = rng.normal(0.0, 2.0, size=(12, 4)).astype(np.float32)
         value, grad = tf_loss_and_gradient(loss, labels, z)
         frozen = z.astype(np.float64)
-        reference = lambda zz: ref_seesaw(zz, labels, seen, score_logits=frozen)  # noqa: E731
+        used = seen + np.bincount(labels, minlength=4)
+        reference = lambda zz: ref_seesaw(zz, labels, used, score_logits=frozen)  # noqa: E731
         np.testing.assert_allclose(value, reference(frozen), rtol=1e-5)
         expected_grad = numeric_gradient(reference, frozen)
         np.testing.assert_allclose(grad, expected_grad, atol=1e-5 * np.abs(expected_grad).max())
-        seen += np.bincount(labels, minlength=4)
+        seen = used
         np.testing.assert_array_equal(loss.sample_counts(), seen)
 
 
@@ -267,7 +271,7 @@ def keras_sparse_ce(labels, z):
 def test_seesaw_with_equal_counts_and_no_compensation_is_cross_entropy():
     labels, z = random_problem(12, c=4, n=16)
     loss = SeesawLoss(num_classes=4, q=0.0)
-    loss.counts.assign([7.0, 7.0, 7.0, 7.0])
+    loss.counts.assign(20.0 - np.bincount(labels, minlength=4))  # 20 each with the batch
     np.testing.assert_allclose(loss(labels, z).numpy(), keras_sparse_ce(labels, z), rtol=1e-6)
 
 
@@ -275,7 +279,7 @@ def test_seesaw_with_equal_counts_is_cross_entropy_where_the_target_leads():
     labels, z = random_problem(13, c=4, n=16)
     z[np.arange(16), labels] += 10.0  # the compensation factor is 1 when sigma_y is the largest
     loss = SeesawLoss(num_classes=4)
-    loss.counts.assign([7.0, 7.0, 7.0, 7.0])
+    loss.counts.assign(20.0 - np.bincount(labels, minlength=4))  # 20 each with the batch
     np.testing.assert_allclose(loss(labels, z).numpy(), keras_sparse_ce(labels, z), rtol=1e-6)
 
 
@@ -288,8 +292,11 @@ def test_logit_adjusted_with_uniform_priors_is_cross_entropy():
 
 def test_online_logit_adjustment_starts_as_cross_entropy():
     labels, z = random_problem(15)
-    for loss in (LogitAdjustedLoss(), BalancedSoftmax(), SeesawLoss(q=0.0)):
+    for loss in (LogitAdjustedLoss(), BalancedSoftmax()):
         np.testing.assert_allclose(loss(labels, z).numpy(), keras_sparse_ce(labels, z), rtol=1e-6)
+    # Seesaw counts its first batch before the loss (mmdet): step 0 mitigates.
+    assert np.bincount(labels).min() < np.bincount(labels).max()
+    assert SeesawLoss(q=0.0)(labels, z).numpy() < keras_sparse_ce(labels, z)
 
 
 @pytest.mark.parametrize("base", ["softmax", "sigmoid", "focal"])
