@@ -1,7 +1,10 @@
 """Run by test_distribute.py in its own process: TF's logical devices can be
 configured only once per process. Trains each loss on one device and under
 MirroredStrategy on 2 logical CPUs with the same global batches, and prints a
-JSON verdict per loss."""
+JSON verdict per loss. With the argument `varying_rows` it runs only
+`golden_varying_rows`, in a process of its own: strategies of different
+collective shapes in one process can collide on their instance keys (a
+shape-mismatch abort)."""
 
 import json
 import os
@@ -17,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+import keras_eql  # noqa: E402
 from helpers import LOSS_KINDS, NUM_CLASSES, long_tailed_data, make_loss, make_model  # noqa: E402
 
 
@@ -30,6 +34,43 @@ def train(kind, strategy, lazy):
     model.fit(features, labels, batch_size=32, epochs=2, shuffle=False, verbose=0)
     return model, loss
 
+
+def golden_varying_rows(strategy):
+    """Sigmoid-EQL's golden steps with a varying number of counted rows, the
+    ignored rows sorted onto replica 0 first (uneven; at 50 % it counts none)."""
+    golden = np.load(os.path.join(os.path.dirname(__file__), "golden",
+                                  "golden_sigmoid_eql_varying_rows.npz"))
+    with strategy.scope():
+        loss = keras_eql.SigmoidEQL(num_classes=golden["logits"].shape[-1] - 1, objectness=True)
+
+    def replica_step(logits, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = loss(labels, logits)
+        return tape.gradient(value, logits)
+
+    step = tf.function(lambda logits, labels: strategy.run(replica_step, args=(logits, labels)))
+    worst = {"positive": 0.0, "negative": 0.0, "ratio": 0.0}
+    replicas = strategy.num_replicas_in_sync
+    for t in range(golden["logits"].shape[0]):
+        order = np.argsort(golden["labels"][t] != -1, kind="stable")  # ignored rows first
+        shards = [np.array_split(golden[key][t][order], replicas) for key in ("logits", "labels")]
+        logits = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(shards[0][context.replica_id_in_sync_group], tf.float32))
+        labels = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(shards[1][context.replica_id_in_sync_group], tf.int32))
+        step(logits, labels)
+        stats = loss.gradient_statistics()
+        for key, golden_key in (("positive", "pos_grad"), ("negative", "neg_grad"), ("ratio", "pos_neg")):
+            expected = golden[golden_key][t]
+            relative = np.abs(stats[key] - expected) / np.maximum(np.abs(expected), 1e-12)
+            worst[key] = max(worst[key], float(np.max(np.where(expected != 0, relative, np.abs(stats[key])))))
+    return {"max_relative": worst, "steps": float(loss.statistics.step_count())}
+
+
+if sys.argv[1:] == ["varying_rows"]:
+    print("REPORT " + json.dumps(golden_varying_rows(tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]))))
+    sys.exit(0)
 
 report = {}
 for kind in LOSS_KINDS:
@@ -50,6 +91,7 @@ for kind in LOSS_KINDS:
                 np.array_equal(v.numpy(), loss.statistics.positive.values[0].numpy())
                 for v in loss.statistics.positive.values),
         }
+
 
 # A loss whose statistics were made outside the strategy must refuse to train.
 strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])

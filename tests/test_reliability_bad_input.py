@@ -131,11 +131,13 @@ def _xla_step(loss, labels, logits):
     return value.numpy(), gradient.numpy()
 
 
+@pytest.mark.parametrize("label,ignore_class", [(C + 1, -1), (C + 4, -1), (-1, None)])
 @pytest.mark.parametrize("name", SIGMOID_FAMILY)
-def test_xla_out_of_range_labels_count_as_background(name):
+def test_xla_out_of_range_labels_count_as_background(name, label, ignore_class):
     logits = logits_for()
-    out_of_range, background = make(name), make(name)
-    value, gradient = _xla_step(out_of_range, with_label(name, C + 4), logits)
+    out_of_range = make(name, ignore_class=ignore_class)
+    background = make(name, ignore_class=ignore_class)
+    value, gradient = _xla_step(out_of_range, with_label(name, label), logits)
     expected_value, expected_gradient = _xla_step(background, with_label(name, C), logits)
     np.testing.assert_array_equal(value, expected_value)
     np.testing.assert_array_equal(gradient, expected_gradient)
@@ -144,11 +146,12 @@ def test_xla_out_of_range_labels_count_as_background(name):
                                       background.gradient_statistics()[key])
 
 
-def test_xla_out_of_range_label_makes_softmax_eql_nan_without_touching_statistics():
-    loss = make("SoftmaxEQL")
+@pytest.mark.parametrize("label", [C, C + 1, C + 2, -1])
+def test_xla_out_of_range_label_makes_softmax_eql_nan_without_touching_statistics(label):
+    loss = make("SoftmaxEQL")  # no ignore_class: -1 is out of range too
     value, gradient = _xla_step(loss, good_labels("SoftmaxEQL"), logits_for())
     before = loss.gradient_statistics()
-    value, gradient = _xla_step(loss, with_label("SoftmaxEQL", C + 2), logits_for(seed=1))
+    value, gradient = _xla_step(loss, with_label("SoftmaxEQL", label), logits_for(seed=1))
     assert np.isnan(value)  # TerminateOnNaN stops such a run
     assert np.isnan(gradient[2]).all() and np.isfinite(np.delete(gradient, 2, 0)).all()
     after = loss.gradient_statistics()
