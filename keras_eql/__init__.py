@@ -8,6 +8,7 @@ their ratio to re-balance later steps.
 from keras_eql import baselines, callbacks, functional, metrics, plotting
 from keras_eql._base import EqualizationLoss
 from keras_eql._statistics import GradientStatistics
+from keras_eql._targets import validate_labels
 from keras_eql.baselines import (
     EQLv1,
     BalancedSoftmax,
@@ -63,4 +64,5 @@ __all__ = [
     "SoftmaxEQL",
     "functional",
     "sigmoid_eql_scores",
+    "validate_labels",
 ]

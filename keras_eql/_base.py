@@ -135,6 +135,8 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             minimum_format=self._minimum_statistics_format,
             name=self.name,
         )
+        # Not tracked (a plain object): a diagnostic, not model state.
+        self._bad_labels = _targets.BadLabelMonitor(self.name)
 
     @property
     def statistics(self):
@@ -221,13 +223,15 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                 f"{self.num_classes} classes. Use one loss instance per head.")
         self._check_distribution()
         # Sparse labels stay ids: the fused losses never build a one-hot.
-        targets, _, valid, logits = _targets.prepare(
+        targets, _, valid, logits, verdict = _targets.prepare(
             label, y_true, y_pred, num_classes=self.num_classes,
             ignore_class=self.ignore_class, allow_background=self._allow_background,
             binary=self._binary_targets, one_hot=False)
         on_column_sums = None
         if self.update_statistics:
-            on_column_sums = self._column_sums_hook(_inputs_finite(y_pred, valid))
+            # A bad label (possible only under XLA) drops the step like a NaN.
+            on_column_sums = self._column_sums_hook(
+                _inputs_finite(y_pred, valid) & tf.stop_gradient(verdict.ok))
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
@@ -241,7 +245,27 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer
+        with tf.control_dependencies([self._bad_labels.record(verdict)]):
+            losses = _targets.nan_unless(verdict.ok, losses)
         return _targets.mask_rows(losses, valid, y_pred.dtype)
+
+    def bad_label(self):
+        """The first bad label or target a compiled step met since the last call, or None.
+
+        Under `jit_compile=True` the label checks cannot raise; such a step
+        returns a NaN loss, changes neither the weights (zero gradient) nor
+        the statistics, and is recorded here. `GradientStatisticsLogger`
+        raises it as an error.
+        """
+        if self._statistics is None:
+            return None
+        return self._bad_labels.pop()
+
+    def expected_labels(self):
+        """What this loss accepts as sparse labels, as its errors say it."""
+        return _targets.expected_labels(
+            self.num_classes, ignore_class=self.ignore_class,
+            allow_background=self._allow_background)
 
     def _column_sums_hook(self, inputs_finite):
         """`on_column_sums` for this step: the sums go to the statistics."""

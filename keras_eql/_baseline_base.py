@@ -88,7 +88,7 @@ class BaselineLoss(keras.losses.Loss):
         """Per-row float32 loss `(...)`; `labels` is None for dense targets."""
         raise NotImplementedError
 
-    def _on_targets(self, logits, targets, valid):
+    def _on_targets(self, logits, targets, valid, labels_ok):
         """Hook between validation and the loss (the counting losses capture here)."""
         return logits
 
@@ -108,7 +108,7 @@ class BaselineLoss(keras.losses.Loss):
                 f"{label}: logits of shape {y_pred.shape} leave no class columns "
                 f"({self._extra_columns()} extra columns expected).")
         self._classes_known(num_classes)
-        targets, labels, valid, logits = _targets.prepare(
+        targets, labels, valid, logits, verdict = _targets.prepare(
             label, y_true, y_pred, num_classes=num_classes,
             ignore_class=self.ignore_class, allow_background=self._allow_background,
             binary=self._binary_targets)
@@ -116,11 +116,13 @@ class BaselineLoss(keras.losses.Loss):
             # The checks of the dense targets run before the loss.
             with tf.control_dependencies(self._dense_checks(targets)):
                 logits = tf.identity(logits)
-        logits = self._on_targets(logits, targets, valid)
+        logits = self._on_targets(logits, targets, valid, verdict.ok)
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         losses = self._row_loss(targets, labels, tf.cast(logits, tf.float32))
+        # Under XLA a bad label cannot raise: NaN loss, zero gradient.
+        losses = _targets.nan_unless(verdict.ok, losses)
         return _targets.mask_rows(losses, valid, y_pred.dtype)
 
     def get_config(self):
@@ -152,7 +154,7 @@ class ClassCounts(tf.__internal__.tracking.AutoTrackable):
     def assign(self, counts):
         self.counts.assign(np.asarray(counts, np.float32))
 
-    def capture(self, logits, class_targets):
+    def capture(self, logits, class_targets, labels_ok=True):
         """Identity on `logits` whose backward pass adds this step's counts.
 
         Args:
@@ -160,6 +162,7 @@ class ClassCounts(tf.__internal__.tracking.AutoTrackable):
             class_targets: `(..., C)` float targets of the counted rows (zero
                 rows for background and ignored rows; soft targets count
                 fractionally).
+            labels_ok: scalar bool; False (a bad label under XLA) adds nothing.
 
         Returns:
             `logits`, unchanged; its gradient passes through unchanged.
@@ -170,6 +173,7 @@ class ClassCounts(tf.__internal__.tracking.AutoTrackable):
         def _identity(z):
             def grad(upstream):
                 local = tf.reduce_sum(tf.reshape(class_targets, [-1, self.num_classes]), axis=0)
+                local = tf.where(labels_ok, local, 0.0)
                 (step_counts,) = all_reduce_sum(local)
                 with tf.control_dependencies([self.counts.assign_add(step_counts)]):
                     return tf.identity(upstream)
@@ -227,10 +231,11 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
                     "that trains with it. Construct the loss (and compile) under "
                     "`strategy.scope()`, or leave `num_classes=None`.")
 
-    def _on_targets(self, logits, targets, valid):
+    def _on_targets(self, logits, targets, valid, labels_ok):
         if self._counts is None or not self.update_counts:
             return logits
-        return self._counts.capture(logits, targets[..., : self.num_classes])
+        return self._counts.capture(logits, targets[..., : self.num_classes],
+                                    tf.stop_gradient(labels_ok))
 
     def _counts_tensor(self):
         """The counts step `t` uses: given, or accumulated up to step `t-1`."""

@@ -555,9 +555,10 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,
     with `softmax(z + o) - y`.
 
     Args:
-        targets: integer class ids `(...)` in `[0, C)` (an id outside makes
-            its row's loss and gradient NaN and the column sums NaN, as TF's
-            kernel does under XLA), or a float distribution `(..., C)`.
+        targets: integer class ids `(...)` in `[0, C)` (an id outside gives
+            a finite but meaningless row: `EqualizationLoss` validates the
+            ids and turns a step with one into a NaN loss with zero
+            gradient), or a float distribution `(..., C)`.
         logits: float tensor `(..., C)`.
         indicator: `(C,)` per-class indicator.
         tau, eps: see `functional.softmax_eql`.
@@ -608,7 +609,6 @@ def _sparse_softmax_rows(labels, logits, offset, *, on_gradient, on_column_sums)
     """
     width = logits.shape[-1]
     flat_labels = tf.reshape(labels, [-1])
-    valid = (flat_labels >= 0) & (flat_labels < width)
     index = tf.clip_by_value(flat_labels, 0, width - 1)
     positive = tf.equal(flat_labels[:, None], tf.range(width, dtype=flat_labels.dtype))
     offset_max = tf.reduce_max(offset)
@@ -630,12 +630,10 @@ def _sparse_softmax_rows(labels, logits, offset, *, on_gradient, on_column_sums)
         odds = others_sum / tf.where(label_term > 0.0, label_term, 1.0)
         loss = tf.where((label_term > 0.0) & (odds < 1e30), tf.math.log1p(odds),
                         tf.math.log(total) - label_logit)
-        loss = tf.where(valid, loss, np.nan)
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
-            # NaN for out-of-range labels: their rows and every column sum.
-            scale = tf.where(valid, upstream / total, np.nan)
+            scale = upstream / total
             label_local = -others_sum / total
             gradient = tf.where(
                 positive, (label_local * upstream)[:, None], others * scale[:, None])

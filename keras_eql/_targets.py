@@ -7,12 +7,28 @@ row. Dense targets have the logits' shape.
 
 Checks raise `ValueError` naming the loss and the offending value: at once in
 eager mode, when the graph runs under `tf.function`. XLA compiles assertions
-away (`jit_compile=True`); there out-of-range labels count as background.
+away (`jit_compile=True`), so every check also yields a `LabelVerdict`: the
+losses turn a step with a bad label or target into a NaN loss with a zero
+gradient (`nan_unless`), leave their state alone, and record the value in a
+`BadLabelMonitor` that `GradientStatisticsLogger` reads, with no host
+callback in the compiled step. `validate_labels` checks arrays and datasets
+before training.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from keras.src.backend.common.masking import set_keras_mask
+
+from keras_eql._statistics import _variable, all_reduce_sum
+
+
+class LabelVerdict(NamedTuple):
+    """Whether every label (or dense target) of a step is valid, and the first bad one."""
+
+    ok: tf.Tensor  # scalar bool
+    first_bad: tf.Tensor  # float32 scalar, NaN when `ok`
 
 
 def check_hyperparameter(loss_name, name, value, *, minimum=None, maximum=None,
@@ -77,6 +93,68 @@ def first_failure(values, ok):
     return tf.gather(values, tf.argmin(tf.cast(ok, tf.int32)))
 
 
+def nan_unless(ok, losses):
+    """`losses` where `ok` holds, else NaN everywhere, with a zero gradient.
+
+    Under XLA the assertions are gone: a bad label must still show (a NaN
+    loss in the progress bar, which `TerminateOnNaN` stops on) and do no harm
+    (`tf.where` passes no gradient to the unselected branch, so the step
+    contributes none; the caller keeps the state unchanged).
+    """
+    return tf.where(ok, losses, tf.constant(np.nan, losses.dtype))
+
+
+def all_reduce_max(value):
+    """The maximum of a scalar over replicas (itself on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.MAX, value)
+
+
+class BadLabelMonitor:
+    """The first bad label (or dense target) a step met, NaN while there was none.
+
+    A diagnostic, not model state: not saved, not tracked. Written in the
+    forward pass (training and evaluation), read by
+    `GradientStatisticsLogger` between steps.
+
+    Args:
+        name: prefix of the variable name.
+    """
+
+    def __init__(self, name):
+        self.value = _variable(np.float32(np.nan), f"{name}/first_bad_label",
+                               tf.VariableSynchronization.ON_WRITE)
+
+    def record(self, verdict):
+        """Assign op keeping the first bad value met by any replica."""
+        bad = tf.logical_not(verdict.ok)
+        (bad_replicas,) = all_reduce_sum(tf.cast(bad, tf.float32))
+        # Any offending value will do; the largest over replicas is one.
+        value = all_reduce_max(tf.where(bad, tf.cast(verdict.first_bad, tf.float32), -np.inf))
+        current = tf.convert_to_tensor(self.value)
+        return self.value.assign(
+            tf.where(tf.math.is_nan(current) & (bad_replicas > 0.0), value, current))
+
+    def pop(self):
+        """The recorded value (None if none), cleared."""
+        value = float(self.value.numpy())
+        self.value.assign(np.float32(np.nan))
+        return None if np.isnan(value) else value
+
+
+def expected_labels(num_classes, *, ignore_class, allow_background):
+    """The text of the valid sparse labels, as the errors print it."""
+    top = num_classes if allow_background else num_classes - 1
+    expected = f"an integer in 0..{top}"
+    if allow_background:
+        expected += f" ({num_classes} = background)"
+    if ignore_class is not None:
+        expected += f" or ignore_class={ignore_class}"
+    return expected
+
+
 def is_sparse(y_true, y_pred):
     """Whether `y_true` holds class ids rather than per-class targets."""
     true_rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
@@ -99,11 +177,11 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
         one_hot: return float32 one-hot targets; else int32 ids.
 
     Returns:
-        `(targets, labels, valid, checks)`: the targets (float32 one-hot
-        `(..., depth)`, or int32 ids with ignored rows as background, or as 0
-        without a background label), int32 labels with ignored rows set to 0,
-        a bool validity mask (None when nothing can be ignored) and assertion
-        ops for graph mode.
+        `(targets, labels, valid, checks, verdict)`: the targets (float32
+        one-hot `(..., depth)`, or int32 ids with ignored rows as background,
+        or as 0 without a background label), int32 labels with ignored rows
+        set to 0, a bool validity mask (None when nothing can be ignored),
+        assertion ops for graph mode and the `LabelVerdict`.
     """
     raw = tf.cast(labels, tf.float32)
     labels = tf.cast(tf.round(raw), tf.int32)
@@ -116,17 +194,16 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
     integral = tf.equal(raw, tf.cast(labels, tf.float32))
     ok = in_range & integral
     bad = first_failure(raw, ok)
-    expected = f"0..{top}"
-    if allow_background:
-        expected += f" ({num_classes} = background)"
-    if ignore_class is not None:
-        expected += f" or ignore_class={ignore_class}"
+    expected = expected_labels(num_classes, ignore_class=ignore_class,
+                               allow_background=allow_background)
+    all_ok = tf.reduce_all(ok)
     checks = raise_if(
         loss_name,
-        tf.logical_not(tf.reduce_all(ok)),
-        "label {} is out of range; expected an integer in " + expected + ".",
+        tf.logical_not(all_ok),
+        "label {} is out of range; expected " + expected + ".",
         bad,
     )
+    verdict = LabelVerdict(all_ok, bad)
     safe = labels if valid is None else tf.where(valid, labels, 0)
     # Ignored rows become background (all-negative) rows; their loss is
     # masked out anyway.
@@ -134,13 +211,18 @@ def sparse_targets(loss_name, labels, depth, *, num_classes, ignore_class,
     if not one_hot:
         # Ids for the fused losses, which never expand them; without a
         # background label an ignored row takes the safe id 0 instead.
-        return (hot if allow_background else safe), safe, valid, checks
+        return (hot if allow_background else safe), safe, valid, checks, verdict
     targets = tf.one_hot(hot, num_classes + 1, dtype=tf.float32)[..., :depth]
-    return targets, safe, valid, checks
+    return targets, safe, valid, checks, verdict
 
 
 def dense_targets(loss_name, targets, logits, *, binary):
-    """Validate dense targets: same shape as the logits, in [0, 1], 0/1 if `binary`."""
+    """Validate dense targets: same shape as the logits, in [0, 1], 0/1 if `binary`.
+
+    Returns:
+        `(targets, checks, verdict)`: float32 targets, graph-mode assertion
+        ops and the `LabelVerdict`.
+    """
     if targets.shape.rank != logits.shape.rank or not targets.shape.is_compatible_with(
         logits.shape
     ):
@@ -158,8 +240,9 @@ def dense_targets(loss_name, targets, logits, *, binary):
         ok = (flat >= 0.0) & (flat <= 1.0)
         message = "dense target {} is outside [0, 1]."
     bad = first_failure(flat, ok)
-    checks = raise_if(loss_name, tf.logical_not(tf.reduce_all(ok)), message, bad)
-    return targets, checks
+    all_ok = tf.reduce_all(ok)
+    checks = raise_if(loss_name, tf.logical_not(all_ok), message, bad)
+    return targets, checks, LabelVerdict(all_ok, bad)
 
 
 def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
@@ -179,10 +262,11 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
             of sparse labels are int32 ids (see `sparse_targets`).
 
     Returns:
-        `(targets, labels, valid, logits)`: float32 targets `(..., K)` (ids
-        if `one_hot=False` and the labels are sparse), int32
+        `(targets, labels, valid, logits, verdict)`: float32 targets
+        `(..., K)` (ids if `one_hot=False` and the labels are sparse), int32
         labels (None for dense targets), the bool validity mask (None when no
-        row can be ignored) and `y_pred` behind the graph-mode checks.
+        row can be ignored), `y_pred` behind the graph-mode checks and the
+        `LabelVerdict` (for XLA, where the checks are compiled away).
     """
     labels = valid = None
     if is_sparse(y_true, y_pred):
@@ -198,16 +282,16 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class,
             tf.debugging.assert_equal(tf.shape(y_true), tf.shape(y_pred)[:-1], message=message)]
         with tf.control_dependencies(checks):
             y_true = tf.identity(y_true)
-        targets, labels, valid, value_checks = sparse_targets(
+        targets, labels, valid, value_checks, verdict = sparse_targets(
             loss_name, y_true, y_pred.shape[-1], num_classes=num_classes,
             ignore_class=ignore_class, allow_background=allow_background,
             one_hot=one_hot)
         checks = checks + value_checks
     else:
-        targets, checks = dense_targets(loss_name, y_true, y_pred, binary=binary)
+        targets, checks, verdict = dense_targets(loss_name, y_true, y_pred, binary=binary)
     with tf.control_dependencies(checks):
         logits = tf.identity(y_pred)
-    return targets, labels, valid, logits
+    return targets, labels, valid, logits, verdict
 
 
 def mask_rows(losses, valid, dtype):
@@ -221,3 +305,86 @@ def mask_rows(losses, valid, dtype):
         losses = tf.where(valid, losses, tf.zeros_like(losses))
         set_keras_mask(losses, valid)
     return losses
+
+
+def _first_bad_label(values, *, num_classes, width, ignore_class, allow_background, binary):
+    """`(index, value, expected)` of the first bad label or target in `values`, or None."""
+    values = np.asarray(values)
+    if values.ndim >= 2 and values.shape[-1] == width and width > 1:  # dense targets
+        flat = values.reshape(-1).astype(np.float64)
+        ok = ((flat == 0.0) | (flat == 1.0)) if binary else ((flat >= 0.0) & (flat <= 1.0))
+        expected = "0 or 1 (soft targets are for EqualizedQualityFocalLoss)" if binary else "a target in [0, 1]"
+    else:
+        if values.ndim >= 1 and values.shape[-1:] == (1,):
+            values = values[..., 0]
+        flat = values.reshape(-1).astype(np.float64)
+        rounded = np.round(flat)
+        top = num_classes if allow_background else num_classes - 1
+        ok = (rounded >= 0) & (rounded <= top) & (rounded == flat)
+        if ignore_class is not None:
+            ok |= flat == ignore_class
+        expected = expected_labels(num_classes, ignore_class=ignore_class,
+                                   allow_background=allow_background)
+    bad = np.flatnonzero(~ok)
+    if bad.size == 0:
+        return None
+    return int(bad[0]), flat[bad[0]], expected
+
+
+def validate_labels(loss, labels, *, num_classes=None):
+    """Check labels or dense targets against a loss's conventions before training.
+
+    Under `jit_compile=True` a bad label cannot raise inside the step (XLA
+    drops assertions): the step's loss is NaN and it changes nothing. This
+    opt-in check finds the value first, in NumPy, without compiling anything.
+
+    Args:
+        loss: a keras_eql loss (its `num_classes`, `ignore_class` and label
+            layout are used).
+        labels: class ids or dense targets: an array or tensor, or a
+            `tf.data.Dataset` whose elements are `(x, y)`, `(x, y,
+            sample_weight)` or `y` alone (single-output models).
+        num_classes: C, when the loss was built with `num_classes=None` and
+            has not been called yet.
+
+    Returns:
+        The number of label values checked.
+
+    Raises:
+        ValueError: naming the loss, the first bad value and where it is.
+
+    Example:
+        >>> import numpy as np, keras_eql
+        >>> keras_eql.validate_labels(keras_eql.SigmoidEQL(num_classes=3), np.array([0, 3, -1]))
+        3
+        >>> keras_eql.validate_labels(keras_eql.SigmoidEQL(num_classes=3), np.array([0, 4]))
+        Traceback (most recent call last):
+        ...
+        ValueError: SigmoidEQL: label 4 at index 1 is out of range; expected an integer in 0..3 (3 = background) or ignore_class=-1.
+    """
+    label = type(loss).__name__
+    num_classes = num_classes if num_classes is not None else getattr(loss, "num_classes", None)
+    if num_classes is None:
+        raise ValueError(f"{label}: validate_labels needs `num_classes` (the loss has not been built).")
+    extra = loss._extra_columns() if hasattr(loss, "_extra_columns") else 0
+    conventions = dict(num_classes=int(num_classes), width=int(num_classes) + extra,
+                       ignore_class=getattr(loss, "ignore_class", None),
+                       allow_background=bool(getattr(loss, "_allow_background", False)),
+                       binary=bool(getattr(loss, "_binary_targets", True)))
+    if isinstance(labels, tf.data.Dataset):
+        batches = (element[1] if isinstance(element, tuple) and len(element) > 1 else element
+                   for element in labels.as_numpy_iterator())
+        where = "batch {batch}, index {index}"
+    else:
+        batches = [labels.numpy() if hasattr(labels, "numpy") else labels]
+        where = "index {index}"
+    checked = 0
+    for batch, values in enumerate(batches):
+        found = _first_bad_label(values, **conventions)
+        if found is not None:
+            index, value, expected = found
+            kind = "dense target" if expected.startswith(("0 or 1", "a target")) else "label"
+            raise ValueError(f"{label}: {kind} {value:g} at {where.format(batch=batch, index=index)} "
+                             f"is out of range; expected {expected}.")
+        checked += int(np.size(values))
+    return checked

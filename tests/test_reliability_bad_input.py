@@ -131,33 +131,57 @@ def _xla_step(loss, labels, logits):
     return value.numpy(), gradient.numpy()
 
 
-@pytest.mark.parametrize("label,ignore_class", [(C + 1, -1), (C + 4, -1), (-1, None)])
-@pytest.mark.parametrize("name", SIGMOID_FAMILY)
-def test_xla_out_of_range_labels_count_as_background(name, label, ignore_class):
-    logits = logits_for()
-    out_of_range = make(name, ignore_class=ignore_class)
-    background = make(name, ignore_class=ignore_class)
-    value, gradient = _xla_step(out_of_range, with_label(name, label), logits)
-    expected_value, expected_gradient = _xla_step(background, with_label(name, C), logits)
-    np.testing.assert_array_equal(value, expected_value)
-    np.testing.assert_array_equal(gradient, expected_gradient)
-    for key in ("positive", "negative"):
-        np.testing.assert_array_equal(out_of_range.gradient_statistics()[key],
-                                      background.gradient_statistics()[key])
-
-
-@pytest.mark.parametrize("label", [C, C + 1, C + 2, -1])
-def test_xla_out_of_range_label_makes_softmax_eql_nan_without_touching_statistics(label):
-    loss = make("SoftmaxEQL")  # no ignore_class: -1 is out of range too
-    value, gradient = _xla_step(loss, good_labels("SoftmaxEQL"), logits_for())
+def _assert_harmless_nan_step(loss, labels, name, value):
+    """One good XLA step, then one with a bad label: NaN loss, no gradient, no statistics."""
+    _xla_step(loss, good_labels(name), logits_for())
     before = loss.gradient_statistics()
-    value, gradient = _xla_step(loss, with_label("SoftmaxEQL", label), logits_for(seed=1))
-    assert np.isnan(value)  # TerminateOnNaN stops such a run
-    assert np.isnan(gradient[2]).all() and np.isfinite(np.delete(gradient, 2, 0)).all()
+    loss_value, gradient = _xla_step(loss, labels, logits_for(seed=1))
+    assert np.isnan(loss_value)  # the progress bar and TerminateOnNaN show it
+    np.testing.assert_array_equal(gradient, np.zeros_like(gradient))
     after = loss.gradient_statistics()
     for key in ("positive", "negative"):
         np.testing.assert_array_equal(after[key], before[key])
-    assert loss.statistics.steps.numpy() == 1.0
+    assert loss.statistics.step_count() == 1.0
+    assert loss.bad_label() == pytest.approx(value, rel=1e-6)
+    assert loss.bad_label() is None  # read once
+
+
+@pytest.mark.parametrize("label,ignore_class", [(C + 1, -1), (C + 4, -1), (-1, None), (2.5, -1)])
+@pytest.mark.parametrize("name", SIGMOID_FAMILY)
+def test_xla_out_of_range_sigmoid_labels_make_a_harmless_nan_step(name, label, ignore_class):
+    loss = make(name, ignore_class=ignore_class)
+    _assert_harmless_nan_step(loss, with_label(name, label), name, label)
+
+
+@pytest.mark.parametrize("label", [C, C + 1, C + 2, -1])
+def test_xla_out_of_range_softmax_eql_labels_make_a_harmless_nan_step(label):
+    loss = make("SoftmaxEQL")  # no ignore_class: -1 is out of range too
+    _assert_harmless_nan_step(loss, with_label("SoftmaxEQL", label), "SoftmaxEQL", label)
+
+
+def test_xla_label_smoothed_targets_make_a_harmless_nan_efl_step():
+    targets = np.eye(C, dtype="float32")[[0, 1, 2, 3]] * 0.9 + 0.1 / C
+    loss = make("EqualizedFocalLoss")
+    _assert_harmless_nan_step(loss, tf.constant(targets), "EqualizedFocalLoss", 0.9 + 0.1 / C)
+
+
+@pytest.mark.parametrize("name", ["SigmoidEQL", "SoftmaxEQL"])
+def test_fit_under_xla_leaves_weights_and_statistics_on_a_bad_batch(name):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(C)])
+    loss = make(name)
+    model.compile(keras.optimizers.SGD(0.1), loss=loss, jit_compile=True)
+    features = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    model.fit(features, good_labels(name).numpy(), batch_size=4, verbose=0)
+    weights, before = model.get_weights(), loss.gradient_statistics()
+    history = model.fit(features, with_label(name, C + 1).numpy(), batch_size=4, verbose=0,
+                        callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert np.isnan(history.history["loss"][-1])
+    for weight, expected in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(weight, expected)
+    for key in ("positive", "negative"):
+        np.testing.assert_array_equal(loss.gradient_statistics()[key], before[key])
+    assert loss.bad_label() == C + 1
 
 
 # -- shapes -------------------------------------------------------------------------
@@ -453,3 +477,48 @@ def test_normalize_by_positives_without_positives_is_finite(name):
     value, gradient = _step(loss, tf.constant([-1, -1, -1]), logits_for(rows=3).numpy())
     assert value == 0.0
     _assert_all_finite(gradient, loss.gradient_statistics()["ratio"])
+
+
+def test_xla_bad_seesaw_label_leaves_counts_and_returns_nan():
+    loss = keras_eql.SeesawLoss(num_classes=C)
+    _xla_step(loss, good_labels("SoftmaxEQL"), logits_for())
+    before = loss.sample_counts()
+    value, gradient = _xla_step(loss, with_label("SoftmaxEQL", C), logits_for(seed=1))
+    assert np.isnan(value)
+    np.testing.assert_array_equal(gradient, np.zeros_like(gradient))
+    np.testing.assert_array_equal(loss.sample_counts(), before)
+
+
+# -- the opt-in validator ----------------------------------------------------------------
+def test_validate_labels_passes_good_arrays_and_datasets():
+    features = np.zeros((6, 2), "float32")
+    labels = np.array([0, 1, C, -1, 2, 3])
+    assert keras_eql.validate_labels(make("EqualizedFocalLoss"), labels) == 6
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+    assert keras_eql.validate_labels(make("SigmoidEQL"), dataset) == 6
+    dense = np.eye(C, dtype="float32")[[0, 1]] * 0.7
+    assert keras_eql.validate_labels(make("EqualizedQualityFocalLoss"), dense) == 2 * C
+
+
+@pytest.mark.parametrize("name,labels,message", [
+    ("SigmoidEQL", np.array([0, 1, C + 1]), rf"SigmoidEQL: label {C + 1} at index 2 .*0\.\.{C}"),
+    ("SoftmaxEQL", np.array([[0], [C]]), rf"SoftmaxEQL: label {C} at index 1 .*0\.\.{C - 1}"),
+    ("EqualizedFocalLoss", np.full((2, C), 0.9, "float32"), r"EqualizedFocalLoss: dense target 0.9 at index 0"),
+    ("EqualizedFocalLoss", np.array([0.0, 1.5]), r"label 1.5 at index 1"),
+])
+def test_validate_labels_names_the_loss_value_and_place(name, labels, message):
+    with pytest.raises(ValueError, match=message):
+        keras_eql.validate_labels(make(name), labels)
+
+
+def test_validate_labels_finds_the_batch_of_a_dataset():
+    labels = np.array([0, 1, 2, 3, C + 3, 1])
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2)), labels, np.ones(6))).batch(2)
+    with pytest.raises(ValueError, match=rf"label {C + 3} at batch 2, index 0"):
+        keras_eql.validate_labels(make("SigmoidEQL"), dataset)
+
+
+def test_validate_labels_needs_the_number_of_classes():
+    with pytest.raises(ValueError, match="SigmoidEQL: validate_labels needs `num_classes`"):
+        keras_eql.validate_labels(keras_eql.SigmoidEQL(), np.array([0]))
+    assert keras_eql.validate_labels(keras_eql.SigmoidEQL(), np.array([0, 4]), num_classes=4) == 2
