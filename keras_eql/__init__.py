@@ -24,6 +24,7 @@ from keras_eql.layers import SigmoidEQLScores
 from keras_eql.losses import (
     EqualizedFocalLoss,
     EqualizedQualityFocalLoss,
+    FocalSigmoidEQL,
     SigmoidEQL,
     SoftmaxEQL,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "EqualizationLoss",
     "EqualizedFocalLoss",
     "EqualizedQualityFocalLoss",
+    "FocalSigmoidEQL",
     "GradientStatistics",
     "SigmoidEQL",
     "SigmoidEQLScores",
