@@ -20,7 +20,7 @@ from keras_eql.baselines import (
 )
 from keras_eql.callbacks import GradientStatisticsLogger
 from keras_eql.functional import sigmoid_eql_scores
-from keras_eql.layers import SigmoidEQLScores
+from keras_eql.layers import CosineClassifier, SigmoidEQLScores
 from keras_eql.losses import (
     EqualizedFocalLoss,
     EqualizedQualityFocalLoss,
@@ -45,6 +45,7 @@ __all__ = [
     "plot_ratio_history",
     "plotting",
     "BalancedSoftmax",
+    "CosineClassifier",
     "ClassBalancedLoss",
     "EQLv1",
     "LogitAdjustedLoss",
