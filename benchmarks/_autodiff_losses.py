@@ -51,7 +51,7 @@ def _per_sample_capture(statistics, rows_of, logits, targets, row_weights, finit
 class _Autodiff:
     """Mixin: `_row_loss` by autodiff of `keras_eql.functional`, statistics by `capture`.
 
-    Per-sample statistics (Sigmoid-EQL) come from `_per_sample_capture`.
+    Per-sample statistics (Sigmoid-EQL, FL+EQL) come from `_per_sample_capture`.
     """
 
     def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
@@ -77,8 +77,15 @@ class _Autodiff:
 class AutodiffSigmoidEQL(_Autodiff, keras_eql.SigmoidEQL):
     def _autodiff_rows(self, targets, ids, logits, ratio):
         return tf.reduce_sum(functional.sigmoid_eql(
-            targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu, alpha=self.alpha,
-            mapping=self.mapping, objectness=self.objectness), -1)
+            targets, logits, ratio=ratio, objectness=self.objectness,
+            **self._weight_options()), -1)
+
+
+class AutodiffFocalSigmoidEQL(_Autodiff, keras_eql.FocalSigmoidEQL):
+    def _autodiff_rows(self, targets, ids, logits, ratio):
+        return tf.reduce_sum(functional.focal_sigmoid_eql(
+            targets, logits, ratio=ratio, focal_alpha=self.focal_alpha,
+            focal_gamma=self.focal_gamma, **self._weight_options()), -1)
 
 
 class AutodiffSoftmaxEQL(_Autodiff, keras_eql.SoftmaxEQL):
@@ -91,14 +98,13 @@ class AutodiffSoftmaxEQL(_Autodiff, keras_eql.SoftmaxEQL):
 class AutodiffEqualizedFocalLoss(_Autodiff, keras_eql.EqualizedFocalLoss):
     def _autodiff_rows(self, targets, ids, logits, ratio):
         return tf.reduce_sum(functional.equalized_focal_loss(
-            targets, logits, ratio=ratio, alpha=self.alpha, gamma=self.gamma,
-            scale=self.scale), -1)
+            targets, logits, ratio=ratio, alpha=self.alpha, **self._factor_options()), -1)
 
 
 class AutodiffEqualizedQualityFocalLoss(_Autodiff, keras_eql.EqualizedQualityFocalLoss):
     def _autodiff_rows(self, targets, ids, logits, ratio):
         return tf.reduce_sum(functional.equalized_quality_focal_loss(
-            targets, logits, ratio=ratio, gamma=self.gamma, scale=self.scale), -1)
+            targets, logits, ratio=ratio, **self._factor_options()), -1)
 
 
 AUTODIFF = {
@@ -106,4 +112,5 @@ AUTODIFF = {
     keras_eql.SoftmaxEQL: AutodiffSoftmaxEQL,
     keras_eql.EqualizedFocalLoss: AutodiffEqualizedFocalLoss,
     keras_eql.EqualizedQualityFocalLoss: AutodiffEqualizedQualityFocalLoss,
+    keras_eql.FocalSigmoidEQL: AutodiffFocalSigmoidEQL,
 }

@@ -9,7 +9,9 @@ Fashion-MNIST's training set is subsampled with the exponential profile
 `n_i = n_max * IF ** (-i / 9)` (Cui et al. 2019); the test set stays
 balanced. Head / medium / tail are classes 0-3 / 4-6 / 7-9 (thirds by
 training count, `keras_eql.data.head_medium_tail`). The model is
-`keras_eql.cli.small_cnn`, trained with Adam and a cosine schedule.
+`keras_eql.cli.small_cnn`, trained with Adam and a cosine schedule, or with
+`--recipe authors` the authors' Softmax-EQL recipe: a cosine classifier
+(temperature 30), SGD with Nesterov momentum and weight decay 5e-4.
 
 `--losses` takes the demo's methods (`cross_entropy`, `softmax_eql`,
 `logit_adjusted`, `balanced_softmax`) and any name `keras_eql.registry.get`
@@ -17,6 +19,7 @@ builds without arguments (`seesaw`, `sigmoid_eql`, ...).
 
     python examples/classification_lt.py --imbalance-factor 50 --width 32
     python examples/classification_lt.py --strategy mirrored --losses softmax_eql
+    python examples/classification_lt.py --recipe authors --losses cross_entropy,softmax_eql
     python examples/classification_lt.py --smoke    # a few steps, for the tests
 """
 
@@ -39,12 +42,18 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=_common.positive_int, default=cli.DEFAULTS["width"],
                         help="backbone size: filters of the first convolution")
     parser.add_argument("--batch-size", type=_common.positive_int, default=cli.DEFAULTS["batch_size"])
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=cli.DEFAULTS["learning_rate"])
+    parser.add_argument("--recipe", choices=tuple(cli.RECIPES), default=cli.DEFAULTS["recipe"],
+                        help="default: linear classifier + Adam; authors: cosine classifier "
+                        "(temperature 30) + SGD Nesterov, weight decay 5e-4 (keras_eql.cli.RECIPES)")
+    parser.add_argument("--learning-rate", type=_common.positive_float, default=None,
+                        help="initial learning rate (default: the recipe's)")
     parser.add_argument("--max-train-samples", type=_common.positive_int, default=None)
     args = parser.parse_args(argv)
     args.losses = [name.strip() for name in args.losses.split(",") if name.strip()]
     if not args.losses:
         parser.error("--losses: give at least one loss name")
+    if args.learning_rate is None:
+        args.learning_rate = cli.RECIPES[args.recipe]["learning_rate"]
     if args.smoke:
         args.epochs, args.max_train_samples, args.batch_size = 1, 512, 64
     return args
@@ -84,7 +93,8 @@ def main(argv=None):
         metrics, loss = cli.train_and_evaluate(
             name, splits, counts, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, width=args.width, seed=args.seed,
-            jit_compile=jit_compile, strategy=strategy, verbose=args.verbose, loss=loss)
+            jit_compile=jit_compile, strategy=strategy, verbose=args.verbose, loss=loss,
+            recipe=args.recipe)
         if hasattr(loss, "gradient_statistics"):
             metrics["statistics_steps"] = float(loss.statistics.steps.numpy())
         results[name] = metrics

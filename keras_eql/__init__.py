@@ -21,10 +21,11 @@ from keras_eql.baselines import (
 )
 from keras_eql.callbacks import GradientStatisticsLogger
 from keras_eql.functional import sigmoid_eql_scores
-from keras_eql.layers import SigmoidEQLScores
+from keras_eql.layers import CosineClassifier, SigmoidEQLScores
 from keras_eql.losses import (
     EqualizedFocalLoss,
     EqualizedQualityFocalLoss,
+    FocalSigmoidEQL,
     SigmoidEQL,
     SoftmaxEQL,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "plot_ratio_history",
     "plotting",
     "BalancedSoftmax",
+    "CosineClassifier",
     "ClassBalancedLoss",
     "EQLv1",
     "LogitAdjustedLoss",
@@ -58,6 +60,7 @@ __all__ = [
     "EqualizationLoss",
     "EqualizedFocalLoss",
     "EqualizedQualityFocalLoss",
+    "FocalSigmoidEQL",
     "GradientStatistics",
     "SigmoidEQL",
     "SigmoidEQLScores",

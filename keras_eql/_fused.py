@@ -52,6 +52,7 @@ from keras_eql import functional
 __all__ = [
     "equalized_focal_loss_rows",
     "equalized_quality_focal_loss_rows",
+    "focal_sigmoid_eql_rows",
     "sigmoid_eql_rows",
     "softmax_eql_rows",
 ]
@@ -151,7 +152,12 @@ class _WeightedBCE(_BinaryMath):
 
 
 class _Focal(_BinaryMath):
-    """EFL (and EQFL with 0/1 targets): `E = w_t exp(-gamma_j softplus(x)) softplus(-x)`.
+    """EFL, EQFL with 0/1 targets, FL+EQL: `E = w_t exp(-gamma_j softplus(x)) softplus(-x)`.
+
+    `w_t` is the product of the optional class vectors `weighting` (both
+    sides: EFL's `gamma_j / gamma_b`) and `positive_weight` /
+    `negative_weight` (one side each: `alpha_t`, times Sigmoid-EQL's `q_j` /
+    `r_j` for FL+EQL); an absent vector is a factor of 1, not a multiply.
 
     `dE/dx = -w_t m (gamma_j p_t softplus(-x) + q_t)`, and since
     `w_t m = E / softplus(-x)` this is `-E (gamma_j p_t + q_t / softplus(-x))`:
@@ -159,15 +165,22 @@ class _Focal(_BinaryMath):
     """
 
     def _weight(self, positive):
-        weight = self.classes["weighting"]
-        if "alpha_positive" in self.classes:
-            weight = weight * tf.where(
-                positive, self.classes["alpha_positive"], self.classes["alpha_negative"])
+        weight = None
+        if "positive_weight" in self.classes:
+            weight = tf.where(
+                positive, self.classes["positive_weight"], self.classes["negative_weight"])
+        weighting = self.classes.get("weighting")
+        if weighting is not None:
+            weight = weighting if weight is None else weighting * weight
         return weight
 
     def loss(self, x, positive, shared):
         neg_log_p, neg_log_q = _softplus_pair(x, shared)
-        return self._weight(positive) * tf.exp(-self.classes["focusing"] * neg_log_q) * neg_log_p
+        modulating = tf.exp(-self.classes["focusing"] * neg_log_q)
+        weight = self._weight(positive)
+        if weight is not None:
+            modulating = weight * modulating
+        return modulating * neg_log_p
 
     def gradient(self, x, positive, shared, loss):
         p_t, q_t = _p_t_and_q_t(x, shared)
@@ -178,6 +191,8 @@ class _Focal(_BinaryMath):
 
 class _QualityFocal:
     """EQFL at a positive of quality `y` in (0, 1]: `E = w_j |y - p|**gamma_j BCE(z, y)`.
+
+    `w_j` is the class vector `weighting`; without it, 1.
 
     `dE/dz = E (gamma_j p q / (p - y) + (p - y) / BCE)`. Element-wise in `z`
     (not the signed `x`) with `(K,)` or gathered class vectors, like
@@ -198,7 +213,9 @@ class _QualityFocal:
     def loss(self, z, quality, shared):
         bce, p, _ = self._parts(z, quality, shared)
         modulating = tf.exp(self.classes["focusing"] * tf.math.log(tf.abs(p - quality)))
-        return self.classes["weighting"] * modulating * bce
+        if "weighting" in self.classes:
+            modulating = self.classes["weighting"] * modulating
+        return modulating * bce
 
     def gradient(self, z, quality, shared, loss):
         bce, p, q = self._parts(z, quality, shared)
@@ -455,8 +472,9 @@ def _binary_rows(targets, logits, math, *, quality_math=None, num_classes=None,
 
 
 def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
-                     mapping="sigmoid", objectness=False, on_gradient=None,
-                     on_column_sums=None, row_weights=None):
+                     mapping="sigmoid", objectness=False, reweight_negatives=True,
+                     reweight_positives=True, on_gradient=None, on_column_sums=None,
+                     row_weights=None):
     """Sigmoid-EQL summed over the class axis, with a fused backward pass.
 
     Same value as `tf.reduce_sum(functional.sigmoid_eql(...), -1)`; the
@@ -466,7 +484,8 @@ def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
         targets: 0/1 float `(..., K)` or integer class ids `(...)`.
         logits: float tensor `(..., K)`.
         ratio: `(C,)` gradient ratio.
-        gamma, mu, alpha, mapping, objectness: see `functional.sigmoid_eql`.
+        gamma, mu, alpha, mapping, objectness, reweight_negatives,
+            reweight_positives: see `functional.sigmoid_eql`.
         on_gradient, on_column_sums: backward hooks (module docstring); the
             column sums leave the objectness column out.
         row_weights: optional `(...)` row weights of the column sums
@@ -478,7 +497,8 @@ def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
         float32 row loss `(...)`.
     """
     positive_weights, negative_weights = functional.sigmoid_eql_weights(
-        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping)
+        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+        reweight_negatives=reweight_negatives, reweight_positives=reweight_positives)
     num_classes = positive_weights.shape[0]
     if objectness:
         one = tf.ones([1], tf.float32)
@@ -490,14 +510,19 @@ def sigmoid_eql_rows(targets, logits, *, ratio, gamma=12.0, mu=0.8, alpha=4.0,
                         row_weights=row_weights)
 
 
-def _focal_classes(ratio, gamma, scale, width):
-    focusing = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
-    focusing = tf.broadcast_to(focusing, [width])
-    return {"focusing": focusing, "weighting": focusing / gamma}
+def _focal_classes(ratio, gamma, scale, width, focusing_factor, weighting_factor):
+    """EFL's class vectors: `focusing` `gamma_j` (or `gamma`), `weighting` `gamma_j / gamma` (or none)."""
+    class_gamma = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
+    class_gamma = tf.broadcast_to(class_gamma, [width])
+    classes = {"focusing": class_gamma if focusing_factor else tf.fill([width], float(gamma))}
+    if weighting_factor:
+        classes["weighting"] = class_gamma / gamma
+    return classes
 
 
 def equalized_focal_loss_rows(targets, logits, *, ratio, alpha=0.25, gamma=2.0,
-                              scale=8.0, on_gradient=None, on_column_sums=None):
+                              scale=8.0, focusing_factor=True, weighting_factor=True,
+                              on_gradient=None, on_column_sums=None):
     """Equalized Focal Loss summed over the class axis, fused backward pass.
 
     Same value as `tf.reduce_sum(functional.equalized_focal_loss(...), -1)`.
@@ -506,23 +531,25 @@ def equalized_focal_loss_rows(targets, logits, *, ratio, alpha=0.25, gamma=2.0,
         targets: 0/1 float `(..., C)` or integer class ids `(...)`.
         logits: float tensor `(..., C)`.
         ratio: `(C,)` gradient ratio in [0, 1].
-        alpha, gamma, scale: see `functional.equalized_focal_loss`.
+        alpha, gamma, scale, focusing_factor, weighting_factor: see
+            `functional.equalized_focal_loss`.
         on_gradient, on_column_sums: backward hooks (module docstring).
 
     Returns:
         float32 row loss `(...)`.
     """
     width = logits.shape[-1]
-    classes = _focal_classes(ratio, gamma, scale, width)
+    classes = _focal_classes(ratio, gamma, scale, width, focusing_factor, weighting_factor)
     if alpha is not None:
-        classes["alpha_positive"] = tf.fill([width], float(alpha))
-        classes["alpha_negative"] = tf.fill([width], 1.0 - float(alpha))
+        classes["positive_weight"] = tf.fill([width], float(alpha))
+        classes["negative_weight"] = tf.fill([width], 1.0 - float(alpha))
     return _binary_rows(targets, logits, _Focal(classes),
                         on_gradient=on_gradient, on_column_sums=on_column_sums)
 
 
 def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0,
-                                      scale=8.0, on_gradient=None,
+                                      scale=8.0, focusing_factor=True,
+                                      weighting_factor=True, on_gradient=None,
                                       on_column_sums=None):
     """Equalized Quality Focal Loss summed over the class axis, fused backward.
 
@@ -534,16 +561,56 @@ def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0,
         targets: quality scores in [0, 1] `(..., C)` or integer ids `(...)`.
         logits: float tensor `(..., C)`.
         ratio: `(C,)` gradient ratio in [0, 1].
-        gamma, scale: see `functional.equalized_quality_focal_loss`.
+        gamma, scale, focusing_factor, weighting_factor: see
+            `functional.equalized_quality_focal_loss`.
         on_gradient, on_column_sums: backward hooks (module docstring).
 
     Returns:
         float32 row loss `(...)`.
     """
-    classes = _focal_classes(ratio, gamma, scale, logits.shape[-1])
+    classes = _focal_classes(ratio, gamma, scale, logits.shape[-1], focusing_factor,
+                             weighting_factor)
     quality_math = None if targets.dtype.is_integer else _QualityFocal(classes)
     return _binary_rows(targets, logits, _Focal(classes), quality_math=quality_math,
                         on_gradient=on_gradient, on_column_sums=on_column_sums)
+
+
+def focal_sigmoid_eql_rows(targets, logits, *, ratio, focal_alpha=0.25, focal_gamma=2.0,
+                           gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",
+                           reweight_negatives=True, reweight_positives=True,
+                           on_gradient=None, on_column_sums=None, row_weights=None):
+    """FL+EQL summed over the class axis, with a fused backward pass.
+
+    Same value as `tf.reduce_sum(functional.focal_sigmoid_eql(...), -1)`: EFL's
+    focal element math with a fixed `focal_gamma` and Sigmoid-EQL's weights
+    folded into `alpha_t`.
+
+    Args:
+        targets: 0/1 float `(..., C)` or integer class ids `(...)`.
+        logits: float tensor `(..., C)`.
+        ratio: `(C,)` gradient ratio (Sigmoid-EQL's, not clipped).
+        focal_alpha, focal_gamma, gamma, mu, alpha, mapping,
+            reweight_negatives, reweight_positives: see
+            `functional.focal_sigmoid_eql`.
+        on_gradient, on_column_sums: backward hooks (module docstring).
+        row_weights: optional `(...)` row weights of the column sums, as in
+            `sigmoid_eql_rows`.
+
+    Returns:
+        float32 row loss `(...)`.
+    """
+    width = logits.shape[-1]
+    positive_weights, negative_weights = functional.sigmoid_eql_weights(
+        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+        reweight_negatives=reweight_negatives, reweight_positives=reweight_positives)
+    if focal_alpha is not None:
+        positive_weights = positive_weights * float(focal_alpha)
+        negative_weights = negative_weights * (1.0 - float(focal_alpha))
+    classes = {"focusing": tf.fill([width], float(focal_gamma)),
+               "positive_weight": tf.broadcast_to(positive_weights, [width]),
+               "negative_weight": tf.broadcast_to(negative_weights, [width])}
+    return _binary_rows(targets, logits, _Focal(classes), on_gradient=on_gradient,
+                        on_column_sums=on_column_sums, row_weights=row_weights)
 
 
 def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4,

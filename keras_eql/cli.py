@@ -26,12 +26,27 @@ import numpy as np
 
 METHODS = ("cross_entropy", "softmax_eql", "logit_adjusted", "balanced_softmax")
 GROUPS = ("head", "medium", "tail")
+# Training recipes (`--recipe`). "default": linear classifier, Adam. "authors":
+# the authors' Softmax-EQL recipe for ImageNet-LT (United-Perception's
+# res50_softmax_eql.yaml): cosine classifier with temperature 30, SGD with
+# Nesterov momentum 0.9, weight decay 5e-4 (coupled, as torch's SGD). Both
+# use a cosine schedule. `learning_rate` is each recipe's default. The
+# authors' 0.1 is for a ResNet-50 at batch 32 per GPU; the demo CNN's rate was
+# tuned once on a held-out fifth of the training set, never on the test set
+# (`scripts/tune_recipe_learning_rate.py`, BENCHMARKS.md).
+RECIPES = {
+    "default": {"learning_rate": 2e-3},
+    "authors": {"learning_rate": 3.0, "temperature": 30.0, "momentum": 0.9,
+                "weight_decay": 5e-4},
+}
 DEFAULTS = {"epochs": 12, "imbalance_factor": 100.0, "seed": 0, "batch_size": 128,
-            "learning_rate": 2e-3, "width": 24, "output_dir": "demo_output"}
+            "learning_rate": RECIPES["default"]["learning_rate"], "width": 24,
+            "output_dir": "demo_output", "recipe": "default"}
 
 
 # -- building blocks -----------------------------------------------------------
-def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0):
+def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0, *,
+              cosine_temperature=None, weight_decay=None):
     """A two-convolution CNN, fast under XLA on a CPU.
 
     Strided convolutions instead of pooling: XLA's CPU convolutions are slow
@@ -44,6 +59,11 @@ def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0):
             many, the hidden dense layer four times).
         input_shape: image shape.
         seed: weight-initialisation seed.
+        cosine_temperature: if set, the classifier is a
+            `keras_eql.CosineClassifier` with this temperature, else `Dense`.
+        weight_decay: if set, torch-style (coupled) weight decay on every
+            weight: an L2 penalty `weight_decay / 2 * ||w||^2`, whose
+            gradient is `weight_decay * w`.
 
     Returns:
         An unbuilt-optimizer `keras.Model` mapping images to raw logits.
@@ -54,14 +74,24 @@ def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0):
     """
     import keras
 
+    from keras_eql.layers import CosineClassifier
+
     layers = keras.layers
+    decay = {}
+    if weight_decay:
+        decay = {"kernel_regularizer": keras.regularizers.L2(weight_decay / 2),
+                 "bias_regularizer": keras.regularizers.L2(weight_decay / 2)}
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(input_shape, name="images")
-    hidden = layers.Conv2D(width, 5, strides=2, padding="same", activation="relu")(inputs)
-    hidden = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(hidden)
+    hidden = layers.Conv2D(width, 5, strides=2, padding="same", activation="relu", **decay)(inputs)
+    hidden = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", **decay)(hidden)
     hidden = layers.Flatten()(hidden)
-    hidden = layers.Dense(4 * width, activation="relu")(hidden)
-    logits = layers.Dense(num_classes, name="logits")(hidden)
+    hidden = layers.Dense(4 * width, activation="relu", **decay)(hidden)
+    if cosine_temperature:
+        logits = CosineClassifier(num_classes, temperature=cosine_temperature, name="logits",
+                                  kernel_regularizer=decay.get("kernel_regularizer"))(hidden)
+    else:
+        logits = layers.Dense(num_classes, name="logits", **decay)(hidden)
     return keras.Model(inputs, logits, name="small_cnn")
 
 
@@ -160,12 +190,14 @@ def _loggers(loss, log_dir, class_counts):
 
 
 def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
-                       learning_rate=2e-3, width=24, seed=0, jit_compile=True,
-                       strategy=None, log_dir=None, verbose=1, loss=None):
+                       learning_rate=None, width=24, seed=0, jit_compile=True,
+                       strategy=None, log_dir=None, verbose=1, loss=None, recipe="default"):
     """Train `small_cnn` with one loss and evaluate it per group.
 
-    Adam with a cosine-decayed learning rate (no warm-up: softmax losses on
-    a small CNN are stable from the first step).
+    A cosine-decayed learning rate, no warm-up (softmax losses on a small
+    CNN are stable from the first step). Recipe `"default"`: linear
+    classifier and Adam; `"authors"`: cosine classifier (temperature 30),
+    SGD with Nesterov momentum 0.9 and weight decay 5e-4 (`RECIPES`).
 
     Args:
         method: a name from `METHODS`, used for the loss (unless `loss` is
@@ -174,7 +206,8 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         class_counts: training images per class.
         epochs: training epochs.
         batch_size: global batch size.
-        learning_rate: initial Adam learning rate.
+        learning_rate: initial learning rate; None: the recipe's
+            (`RECIPES[recipe]["learning_rate"]`).
         width: `small_cnn` width.
         seed: initialisation and shuffling seed.
         jit_compile: compile the train step with XLA.
@@ -183,6 +216,7 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         log_dir: TensorBoard directory of this run, or None.
         verbose: Keras `fit` verbosity (1: progress bar).
         loss: a loss instance overriding `make_loss(method, class_counts)`.
+        recipe: `"default"` or `"authors"` (see `RECIPES`).
 
     Returns:
         `(metrics, loss)`: `{"overall", "head", "medium", "tail",
@@ -193,15 +227,26 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
 
     from keras_eql import data
 
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}.")
+    settings = RECIPES[recipe]
+    if learning_rate is None:
+        learning_rate = settings["learning_rate"]
     x_train, y_train, x_test, y_test = splits
     steps_per_epoch = len(y_train) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch_size} exceeds the {len(y_train)} training images.")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = small_cnn(len(class_counts), width=width, seed=seed)
+        model = small_cnn(len(class_counts), width=width, seed=seed,
+                          cosine_temperature=settings.get("temperature"),
+                          weight_decay=settings.get("weight_decay"))
         loss = make_loss(method, class_counts) if loss is None else loss
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
-        model.compile(keras.optimizers.Adam(schedule), loss=loss, jit_compile=jit_compile)
+        if "momentum" in settings:
+            optimizer = keras.optimizers.SGD(schedule, momentum=settings["momentum"], nesterov=True)
+        else:
+            optimizer = keras.optimizers.Adam(schedule)
+        model.compile(optimizer, loss=loss, jit_compile=jit_compile)
     callbacks = _loggers(loss, log_dir, class_counts) if log_dir else []
     tf.random.set_seed(seed)
     started = time.perf_counter()
@@ -338,7 +383,14 @@ def build_parser():
     demo.add_argument("--methods", type=_methods, default=list(METHODS),
                       help="comma-separated subset of " + ",".join(METHODS))
     demo.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
-    demo.add_argument("--learning-rate", type=positive_float, default=DEFAULTS["learning_rate"])
+    demo.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULTS["recipe"],
+                      help="default: linear classifier + Adam; authors: cosine classifier "
+                      "(temperature 30) + SGD Nesterov, weight decay 5e-4 (the authors' "
+                      "Softmax-EQL recipe for ImageNet-LT)")
+    demo.add_argument("--learning-rate", type=positive_float, default=None,
+                      help="initial learning rate (default: the recipe's, " + ", ".join(
+                          f"{name} {settings['learning_rate']:g}" for name, settings in RECIPES.items())
+                      + ")")
     demo.add_argument("--width", type=positive_int, default=DEFAULTS["width"], help="CNN width")
     demo.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
                       help="compile the train step with XLA")
@@ -368,6 +420,8 @@ def run_demo(args):
     """
     from keras_eql import data
 
+    if args.learning_rate is None:
+        args.learning_rate = RECIPES[args.recipe]["learning_rate"]
     started = time.perf_counter()
     os.makedirs(args.output_dir, exist_ok=True)
     source = data.load_fashion_mnist(seed=args.seed)
@@ -400,7 +454,7 @@ def run_demo(args):
             method, (x_train, y_train, x_test, y_test), counts, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
             seed=args.seed, jit_compile=args.jit_compile, verbose=args.verbose,
-            log_dir=os.path.join(args.output_dir, "tensorboard", method))
+            log_dir=os.path.join(args.output_dir, "tensorboard", method), recipe=args.recipe)
         results[method] = {key: metrics[key] for key in ("overall",) + GROUPS}
         details[method] = metrics
         if method == "softmax_eql":

@@ -17,6 +17,7 @@ import tensorflow as tf
 __all__ = [
     "equalized_focal_loss",
     "equalized_quality_focal_loss",
+    "focal_sigmoid_eql",
     "sigmoid_eql",
     "sigmoid_eql_scores",
     "sigmoid_eql_weights",
@@ -30,7 +31,8 @@ def _float32(x):
     return tf.cast(x, tf.float32)
 
 
-def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid"):
+def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",
+                        reweight_negatives=True, reweight_positives=True):
     """Per-class positive and negative weights of Sigmoid-EQL (Eq. 8-9).
 
     The negative weight is the mapped gradient ratio `r_j = f(g_j)` and the
@@ -40,12 +42,19 @@ def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoi
     (`g**2`), `"sqrt"` (`sqrt(g)`), or a callable taking and returning a
     float32 tensor. Mapped values are clipped to [0, 1] (footnote 2).
 
+    The two sides switch off independently (the paper's Table 2 ablation):
+    `reweight_negatives=False` makes every negative weight 1 while the
+    positive weight still uses `r_j = f(g_j)`; `reweight_positives=False`
+    makes every positive weight 1 (as `alpha=0` does).
+
     Args:
         ratio: float tensor of shape `(C,)`, the accumulated gradient ratio.
         gamma: steepness of the sigmoid mapping.
         mu: centre of the sigmoid mapping.
         alpha: how much the positive weight grows for rare classes.
         mapping: name of the mapping function, or a callable.
+        reweight_negatives: whether negatives get `r_j` (else 1).
+        reweight_positives: whether positives get `q_j` (else 1).
 
     Returns:
         A tuple `(positive_weights, negative_weights)`, each of shape `(C,)`.
@@ -54,6 +63,9 @@ def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoi
         >>> q, r = sigmoid_eql_weights(tf.constant([100.0, 0.0]))
         >>> [round(float(v), 4) for v in r]
         [1.0, 0.0001]
+        >>> q, r = sigmoid_eql_weights(tf.constant([0.0]), reweight_negatives=False)
+        >>> [round(float(q[0]), 4), float(r[0])]
+        [4.9997, 1.0]
     """
     ratio = tf.stop_gradient(_float32(ratio))
     if callable(mapping):
@@ -73,6 +85,10 @@ def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoi
         )
     negative = tf.clip_by_value(negative, 0.0, 1.0)
     positive = 1.0 + alpha * (1.0 - negative)
+    if not reweight_positives:
+        positive = tf.ones_like(positive)
+    if not reweight_negatives:
+        negative = tf.ones_like(negative)
     return positive, negative
 
 
@@ -86,6 +102,8 @@ def sigmoid_eql(
     alpha=4.0,
     mapping="sigmoid",
     objectness=False,
+    reweight_negatives=True,
+    reweight_positives=True,
 ):
     """Element-wise Sigmoid-EQL (EQLv2), Eq. 10 of the paper.
 
@@ -98,7 +116,8 @@ def sigmoid_eql(
         targets: 0/1 float tensor `(..., K)`.
         logits: float tensor `(..., K)`.
         ratio: `(C,)` gradient ratio, `C = K - 1` with objectness, else `K`.
-        gamma, mu, alpha, mapping: see `sigmoid_eql_weights`.
+        gamma, mu, alpha, mapping, reweight_negatives, reweight_positives:
+            see `sigmoid_eql_weights`.
         objectness: whether the last column is the objectness branch.
 
     Returns:
@@ -113,7 +132,8 @@ def sigmoid_eql(
     """
     targets, logits = _float32(targets), _float32(logits)
     positive_weights, negative_weights = sigmoid_eql_weights(
-        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping
+        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+        reweight_negatives=reweight_negatives, reweight_positives=reweight_positives,
     )
     if objectness:
         one = tf.ones([1], tf.float32)
@@ -152,14 +172,20 @@ def sigmoid_eql_scores(logits, *, objectness=True):
     )
 
 
-def _focal_factors(ratio, gamma, scale):
-    """Focusing factor `gamma_j = gamma + s (1 - G_j)` and weight `gamma_j / gamma`."""
-    focusing = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
-    return focusing, focusing / gamma
+def _focal_factors(ratio, gamma, scale, focusing_factor=True, weighting_factor=True):
+    """Focusing factor `gamma_j = gamma + s (1 - G_j)` and weight `gamma_j / gamma`.
+
+    Either switched off is its plain focal-loss value: `gamma` and 1 (Table 9).
+    """
+    class_gamma = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
+    focusing = class_gamma if focusing_factor else tf.fill(tf.shape(class_gamma), float(gamma))
+    weighting = class_gamma / gamma if weighting_factor else tf.ones_like(class_gamma)
+    return focusing, weighting
 
 
 def equalized_focal_loss(
-    targets, logits, *, ratio, alpha=0.25, gamma=2.0, scale=8.0
+    targets, logits, *, ratio, alpha=0.25, gamma=2.0, scale=8.0,
+    focusing_factor=True, weighting_factor=True,
 ):
     """Element-wise Equalized Focal Loss (Eq. 18-21).
 
@@ -171,6 +197,11 @@ def equalized_focal_loss(
     `s = 2y - 1`, finite for every finite logit (the authors' `-log(sigmoid)`
     returns inf past z = 16.6 in float32).
 
+    The two factors switch off independently (the paper's Table 9):
+    `focusing_factor=False` focuses every class with `gamma`,
+    `weighting_factor=False` weighs every class 1; both off is focal loss
+    (as `scale=0` is).
+
     Args:
         targets: 0/1 float tensor `(..., C)`.
         logits: float tensor `(..., C)`.
@@ -179,6 +210,8 @@ def equalized_focal_loss(
             `None` disables it.
         gamma: base focusing parameter `gamma_b` (> 0).
         scale: `s`, how much rare classes are focused.
+        focusing_factor: whether the exponent is `gamma_j` (else `gamma`).
+        weighting_factor: whether the weight is `gamma_j / gamma` (else 1).
 
     Returns:
         float32 tensor `(..., C)`.
@@ -191,7 +224,7 @@ def equalized_focal_loss(
         True
     """
     targets, logits = _float32(targets), _float32(logits)
-    focusing, weighting = _focal_factors(ratio, gamma, scale)
+    focusing, weighting = _focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor)
     signed_logits = (2.0 * targets - 1.0) * logits
     log_p_t = tf.math.log_sigmoid(signed_logits)
     modulating = tf.exp(focusing * tf.math.log_sigmoid(-signed_logits))
@@ -202,7 +235,8 @@ def equalized_focal_loss(
 
 
 def equalized_quality_focal_loss(
-    targets, logits, *, ratio, gamma=2.0, scale=8.0
+    targets, logits, *, ratio, gamma=2.0, scale=8.0,
+    focusing_factor=True, weighting_factor=True,
 ):
     """Element-wise Equalized Quality Focal Loss (Eq. 22-23).
 
@@ -218,6 +252,7 @@ def equalized_quality_focal_loss(
         ratio: `(C,)` gradient ratio in [0, 1].
         gamma: base focusing parameter (> 0).
         scale: `s`, how much rare classes are focused.
+        focusing_factor, weighting_factor: see `equalized_focal_loss`.
 
     Returns:
         float32 tensor `(..., C)`.
@@ -229,7 +264,7 @@ def equalized_quality_focal_loss(
         TensorShape([1, 2])
     """
     targets, logits = _float32(targets), _float32(logits)
-    focusing, weighting = _focal_factors(ratio, gamma, scale)
+    focusing, weighting = _focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor)
     probabilities = tf.sigmoid(logits)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
     # Negatives: p**gamma_j in log space; positives: |y' - p|**gamma_j. Both
@@ -242,6 +277,60 @@ def equalized_quality_focal_loss(
     modulating = tf.where(nonzero, tf.pow(tf.where(nonzero, distance, 1.0), focusing), 0.0)
     positive = modulating * bce
     return weighting * tf.where(targets > 0.0, positive, negative)
+
+
+def focal_sigmoid_eql(
+    targets,
+    logits,
+    *,
+    ratio,
+    focal_alpha=0.25,
+    focal_gamma=2.0,
+    gamma=12.0,
+    mu=0.8,
+    alpha=4.0,
+    mapping="sigmoid",
+    reweight_negatives=True,
+    reweight_positives=True,
+):
+    """Element-wise FL+EQL (Table 11): Sigmoid-EQL's weights on focal loss.
+
+    `-w_ij * alpha_t * (1 - p_t)**focal_gamma * log(p_t)`, with Sigmoid-EQL's
+    `w_ij = y_ij q_j + (1 - y_ij) r_j` from `sigmoid_eql_weights` (no
+    gradient) and the focal term differentiated, as in focal loss. The
+    combination the paper compares Equalized Focal Loss with.
+
+    Args:
+        targets: 0/1 float tensor `(..., C)`.
+        logits: float tensor `(..., C)`.
+        ratio: `(C,)` gradient ratio (Sigmoid-EQL's, not clipped).
+        focal_alpha: positive-class balance `alpha_t` (`1 - focal_alpha`
+            for negatives); `None` disables it.
+        focal_gamma: focusing parameter of the focal loss (>= 0).
+        gamma, mu, alpha, mapping, reweight_negatives, reweight_positives:
+            see `sigmoid_eql_weights`.
+
+    Returns:
+        float32 tensor `(..., C)`.
+
+    Example:
+        >>> y = tf.constant([[1.0, 0.0]])
+        >>> z = tf.constant([[2.0, -1.0]])
+        >>> focal_sigmoid_eql(y, z, ratio=tf.constant([100.0, 100.0])).shape
+        TensorShape([1, 2])
+    """
+    targets, logits = _float32(targets), _float32(logits)
+    positive_weights, negative_weights = sigmoid_eql_weights(
+        ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+        reweight_negatives=reweight_negatives, reweight_positives=reweight_positives,
+    )
+    if focal_alpha is not None:
+        positive_weights = positive_weights * focal_alpha
+        negative_weights = negative_weights * (1.0 - focal_alpha)
+    weights = targets * positive_weights + (1.0 - targets) * negative_weights
+    signed_logits = (2.0 * targets - 1.0) * logits
+    modulating = tf.exp(focal_gamma * tf.math.log_sigmoid(-signed_logits))
+    return -weights * modulating * tf.math.log_sigmoid(signed_logits)
 
 
 def softmax_eql(targets, logits, *, indicator, tau=1.0, eps=1e-4):

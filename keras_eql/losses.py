@@ -1,4 +1,7 @@
-"""The four Equalization Losses as `keras.losses.Loss` classes.
+"""The Equalization Losses as `keras.losses.Loss` classes.
+
+The paper's four losses, its ablation switches (Tables 2 and 9) and FL+EQL
+(Table 11, `FocalSigmoidEQL`).
 
 Each class is a thin wrapper: its constructor arguments are its
 `get_config()`, the math lives in `keras_eql.functional` (the reference
@@ -9,6 +12,7 @@ run), the statistics in `EqualizationLoss`. Sparse labels: `0..C-1` classes, `C`
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_eql import _fused, functional
@@ -18,8 +22,78 @@ from keras_eql._targets import check_hyperparameter
 _register = keras.saving.register_keras_serializable(package="keras_eql")
 
 
+def _check_switch(loss_name, name, value):
+    """Validate an on/off constructor argument; returns it as a bool."""
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{loss_name}: `{name}` must be True or False, got {value!r}.")
+
+
+class _SigmoidEQLWeighting(EqualizationLoss):
+    """Sigmoid-EQL's weights `w_ij` and statistics, shared with FL+EQL.
+
+    The ratio starts at 100 (every weight 1 at step 0) and is not clipped;
+    the statistics are per-sample sums of the element loss's gradient,
+    without the reduction's normaliser (`_per_sample_statistics`).
+    """
+
+    _initial_ratio = 100.0
+    _per_sample_statistics = True
+    _minimum_statistics_format = 2
+
+    def __init__(self, *, gamma, mu, alpha, mapping, reweight_negatives, reweight_positives,
+                 **kwargs):
+        label = type(self).__name__
+        self.gamma = check_hyperparameter(label, "gamma", gamma, minimum=0.0)
+        self.mu = check_hyperparameter(label, "mu", mu)
+        self.alpha = check_hyperparameter(label, "alpha", alpha, minimum=0.0)
+        if isinstance(mapping, dict):
+            mapping = keras.saving.deserialize_keras_object(mapping)
+        if not callable(mapping) and mapping not in functional._MAPPINGS:
+            raise ValueError(
+                f"{label}: unknown mapping={mapping!r}; expected one of "
+                f"{functional._MAPPINGS} or a callable.")
+        self.mapping = mapping
+        self.reweight_negatives = _check_switch(label, "reweight_negatives", reweight_negatives)
+        self.reweight_positives = _check_switch(label, "reweight_positives", reweight_positives)
+        super().__init__(**kwargs)
+
+    def _weight_options(self):
+        """The keyword arguments of `functional.sigmoid_eql_weights`."""
+        return dict(gamma=self.gamma, mu=self.mu, alpha=self.alpha, mapping=self.mapping,
+                    reweight_negatives=self.reweight_negatives,
+                    reweight_positives=self.reweight_positives)
+
+    def get_config(self):
+        config = super().get_config()
+        options = self._weight_options()
+        if callable(options["mapping"]):
+            options["mapping"] = keras.saving.serialize_keras_object(options["mapping"])
+        config.update(options)
+        return config
+
+
+class _PositiveRowsNormalizer:
+    """Mixin: `normalize_by_positives`, the detectors' division by the positive rows."""
+
+    def _set_normalize_by_positives(self, normalize_by_positives, reduction):
+        label = type(self).__name__
+        self.normalize_by_positives = _check_switch(
+            label, "normalize_by_positives", normalize_by_positives)
+        if self.normalize_by_positives and reduction not in ("sum", "none", None):
+            raise ValueError(
+                f"{label}: normalize_by_positives=True divides the summed loss by "
+                f"the number of positive rows; use reduction='sum', got {reduction!r}.")
+
+    def _normalizer(self, targets, valid):
+        if not self.normalize_by_positives:
+            return None
+        return count_positive_rows(targets, valid, self.num_classes)
+
+
 @_register
-class SigmoidEQL(EqualizationLoss):
+class SigmoidEQL(_SigmoidEQLWeighting):
     """Sigmoid equalization loss (EQLv2), Tan et al., Eq. 8-10.
 
     Binary cross-entropy per class whose negative weight is the mapped
@@ -49,6 +123,10 @@ class SigmoidEQL(EqualizationLoss):
             branch, trained as the authors do (positive on background rows,
             label `C`), never re-weighted and never counted in the statistics.
             Score with `keras_eql.sigmoid_eql_scores` / `SigmoidEQLScores`.
+        reweight_negatives: negatives get `r_j` (`False`: weight 1, the
+            ablation of Table 2; the positive weight still uses `r_j`).
+        reweight_positives: positives get `q_j` (`False`: weight 1, as
+            `alpha=0`). The statistics are always those of the weights in use.
         ignore_class: label of dropped rows (default -1).
         decay, update_statistics, reduction, name, dtype: see
             `EqualizationLoss`.
@@ -62,27 +140,16 @@ class SigmoidEQL(EqualizationLoss):
         (5,)
     """
 
-    _initial_ratio = 100.0
-    _per_sample_statistics = True
-    _minimum_statistics_format = 2
-
     def __init__(self, num_classes=None, gamma=12.0, mu=0.8, alpha=4.0,
-                 mapping="sigmoid", objectness=False, ignore_class=-1,
-                 decay=None, update_statistics=True,
-                 reduction="sum_over_batch_size", name="sigmoid_eql", dtype=None):
-        label = type(self).__name__
-        self.gamma = check_hyperparameter(label, "gamma", gamma, minimum=0.0)
-        self.mu = check_hyperparameter(label, "mu", mu)
-        self.alpha = check_hyperparameter(label, "alpha", alpha, minimum=0.0)
-        if isinstance(mapping, dict):
-            mapping = keras.saving.deserialize_keras_object(mapping)
-        if not callable(mapping) and mapping not in functional._MAPPINGS:
-            raise ValueError(
-                f"{label}: unknown mapping={mapping!r}; expected one of "
-                f"{functional._MAPPINGS} or a callable.")
-        self.mapping = mapping
+                 mapping="sigmoid", objectness=False, reweight_negatives=True,
+                 reweight_positives=True, ignore_class=-1, decay=None,
+                 update_statistics=True, reduction="sum_over_batch_size",
+                 name="sigmoid_eql", dtype=None):
         self.objectness = bool(objectness)
-        super().__init__(num_classes=num_classes, ignore_class=ignore_class,
+        super().__init__(gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+                         reweight_negatives=reweight_negatives,
+                         reweight_positives=reweight_positives,
+                         num_classes=num_classes, ignore_class=ignore_class,
                          decay=decay, update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
@@ -91,17 +158,80 @@ class SigmoidEQL(EqualizationLoss):
 
     def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         return _fused.sigmoid_eql_rows(
-            targets, logits, ratio=ratio, gamma=self.gamma, mu=self.mu, alpha=self.alpha,
-            mapping=self.mapping, objectness=self.objectness, on_column_sums=on_column_sums,
-            row_weights=row_weights)
+            targets, logits, ratio=ratio, objectness=self.objectness,
+            on_column_sums=on_column_sums, row_weights=row_weights, **self._weight_options())
 
     def get_config(self):
         config = super().get_config()
-        mapping = self.mapping
-        if callable(mapping):
-            mapping = keras.saving.serialize_keras_object(mapping)
-        config.update(gamma=self.gamma, mu=self.mu, alpha=self.alpha,
-                      mapping=mapping, objectness=self.objectness)
+        config.update(objectness=self.objectness)
+        return config
+
+
+@_register
+class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
+    """FL+EQL: Sigmoid-EQL's weights on the focal loss, Tan et al., Table 11.
+
+    The focal element loss `-alpha_t (1 - p_t)**focal_gamma log p_t` times
+    Sigmoid-EQL's `w_ij = y_ij q_j + (1 - y_ij) r_j` (`r_j = f(G_j)`,
+    `q_j = 1 + alpha (1 - r_j)`): the combination the paper compares
+    `EqualizedFocalLoss` with on one-stage detectors. Everything about the
+    weights is Sigmoid-EQL's: the ratio starts at 100 (step 0 is focal loss),
+    is not clipped, and the statistics add `sum_i s_i |dE_ij/dz_ij|`, the
+    gradient of this loss's element `E` (`w_ij` and `alpha_t` included),
+    per sample, without the reduction's normaliser. Layout as EFL's: `C`
+    logits, label `C` background, the per-sample loss the SUM over the class
+    axis.
+
+    Args:
+        num_classes: foreground classes `C` (label `C` is background).
+        focal_alpha: focal loss's weight of positives (`1 - focal_alpha`
+            for negatives); `None` disables it.
+        focal_gamma: focal loss's focusing parameter (>= 0).
+        gamma, mu, alpha, mapping, reweight_negatives, reweight_positives:
+            Sigmoid-EQL's weights, see `SigmoidEQL`.
+        normalize_by_positives: see `EqualizedFocalLoss` (the statistics
+            never see it).
+        ignore_class: label of dropped rows (default -1).
+        decay, update_statistics, reduction, name, dtype: see
+            `EqualizationLoss`.
+
+    Example:
+        >>> import keras, keras_eql, numpy as np
+        >>> loss = keras_eql.FocalSigmoidEQL(normalize_by_positives=True, reduction="sum")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model.compile("sgd", loss=loss, jit_compile=True)
+        >>> _ = model.fit(np.ones((8, 4)), np.arange(8) % 4, verbose=0)
+        >>> model.loss.gradient_statistics()["ratio"].shape
+        (3,)
+    """
+
+    def __init__(self, num_classes=None, focal_alpha=0.25, focal_gamma=2.0, gamma=12.0,
+                 mu=0.8, alpha=4.0, mapping="sigmoid", reweight_negatives=True,
+                 reweight_positives=True, normalize_by_positives=False, ignore_class=-1,
+                 decay=None, update_statistics=True, reduction="sum_over_batch_size",
+                 name="focal_sigmoid_eql", dtype=None):
+        label = type(self).__name__
+        self.focal_alpha = check_hyperparameter(
+            label, "focal_alpha", focal_alpha, minimum=0.0, maximum=1.0, allow_none=True)
+        self.focal_gamma = check_hyperparameter(label, "focal_gamma", focal_gamma, minimum=0.0)
+        self._set_normalize_by_positives(normalize_by_positives, reduction)
+        super().__init__(gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+                         reweight_negatives=reweight_negatives,
+                         reweight_positives=reweight_positives,
+                         num_classes=num_classes, ignore_class=ignore_class,
+                         decay=decay, update_statistics=update_statistics,
+                         reduction=reduction, name=name, dtype=dtype)
+
+    def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
+        return _fused.focal_sigmoid_eql_rows(
+            targets, logits, ratio=ratio, focal_alpha=self.focal_alpha,
+            focal_gamma=self.focal_gamma, on_column_sums=on_column_sums,
+            row_weights=row_weights, **self._weight_options())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(focal_alpha=self.focal_alpha, focal_gamma=self.focal_gamma,
+                      normalize_by_positives=self.normalize_by_positives)
         return config
 
 
@@ -179,31 +309,30 @@ class SoftmaxEQL(EqualizationLoss):
         return config
 
 
-class _EqualizedFocalBase(EqualizationLoss):
-    """Shared by EFL and EQFL: ratio in [0, 1] starting at 1, optional normalizer."""
+class _EqualizedFocalBase(_PositiveRowsNormalizer, EqualizationLoss):
+    """Shared by EFL and EQFL: ratio in [0, 1] starting at 1, the two factors, optional normalizer."""
 
     _clip_ratio = True
 
-    def __init__(self, *, gamma, scale, normalize_by_positives, reduction, **kwargs):
+    def __init__(self, *, gamma, scale, focusing_factor, weighting_factor,
+                 normalize_by_positives, reduction, **kwargs):
         label = type(self).__name__
         self.gamma = check_hyperparameter(label, "gamma", gamma, minimum=0.0, exclusive_minimum=True)
         self.scale = check_hyperparameter(label, "scale", scale, minimum=0.0)
-        self.normalize_by_positives = bool(normalize_by_positives)
-        if self.normalize_by_positives and reduction not in ("sum", "none", None):
-            raise ValueError(
-                f"{label}: normalize_by_positives=True divides the summed loss by "
-                f"the number of positive rows; use reduction='sum', got {reduction!r}.")
+        self.focusing_factor = _check_switch(label, "focusing_factor", focusing_factor)
+        self.weighting_factor = _check_switch(label, "weighting_factor", weighting_factor)
+        self._set_normalize_by_positives(normalize_by_positives, reduction)
         super().__init__(reduction=reduction, **kwargs)
 
-    def _normalizer(self, targets, valid):
-        if not self.normalize_by_positives:
-            return None
-        return count_positive_rows(targets, valid, self.num_classes)
+    def _factor_options(self):
+        """The keyword arguments of the fused rows shared by EFL and EQFL."""
+        return dict(gamma=self.gamma, scale=self.scale, focusing_factor=self.focusing_factor,
+                    weighting_factor=self.weighting_factor)
 
     def get_config(self):
         config = super().get_config()
-        config.update(gamma=self.gamma, scale=self.scale,
-                      normalize_by_positives=self.normalize_by_positives)
+        config.update(normalize_by_positives=self.normalize_by_positives,
+                      **self._factor_options())
         return config
 
 
@@ -223,6 +352,11 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
             disables it.
         gamma: base focusing parameter `gamma_b` (> 0).
         scale: `s`, 8 in the paper's ATSS runs, 4 in the YOLOX configs.
+        focusing_factor: focus class `j` with `gamma_j` (`False`: with
+            `gamma`, the ablation of Table 9).
+        weighting_factor: weigh class `j` by `gamma_j / gamma` (`False`: by
+            1). Both off is focal loss, as `scale=0` is; the statistics
+            are always the gradient of the loss in use.
         normalize_by_positives: divide by the number of positive rows (at
             least 1, summed over replicas) as the detectors do; needs
             `reduction="sum"`.
@@ -238,12 +372,14 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
     """
 
     def __init__(self, num_classes=None, alpha=0.25, gamma=2.0, scale=8.0,
+                 focusing_factor=True, weighting_factor=True,
                  normalize_by_positives=False, ignore_class=-1, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
                  name="equalized_focal_loss", dtype=None):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
+                         focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, decay=decay,
                          update_statistics=update_statistics,
@@ -251,8 +387,8 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_focal_loss_rows(
-            targets, logits, ratio=ratio, alpha=self.alpha, gamma=self.gamma,
-            scale=self.scale, on_column_sums=on_column_sums)
+            targets, logits, ratio=ratio, alpha=self.alpha, on_column_sums=on_column_sums,
+            **self._factor_options())
 
     def get_config(self):
         config = super().get_config()
@@ -273,6 +409,8 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
         num_classes: foreground classes `C`.
         gamma: base focusing parameter (> 0).
         scale: `s` (8; the authors' YOLOX configs use 4).
+        focusing_factor, weighting_factor: switch the two factors (Table 9),
+            see `EqualizedFocalLoss`.
         normalize_by_positives: see `EqualizedFocalLoss`.
         ignore_class: label of dropped rows (default -1).
         decay, update_statistics, reduction, name, dtype: see
@@ -287,11 +425,12 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
 
     _binary_targets = False
 
-    def __init__(self, num_classes=None, gamma=2.0, scale=8.0,
-                 normalize_by_positives=False, ignore_class=-1, decay=None,
-                 update_statistics=True, reduction="sum_over_batch_size",
+    def __init__(self, num_classes=None, gamma=2.0, scale=8.0, focusing_factor=True,
+                 weighting_factor=True, normalize_by_positives=False, ignore_class=-1,
+                 decay=None, update_statistics=True, reduction="sum_over_batch_size",
                  name="equalized_quality_focal_loss", dtype=None):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
+                         focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, decay=decay,
                          update_statistics=update_statistics,
@@ -299,5 +438,5 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_quality_focal_loss_rows(
-            targets, logits, ratio=ratio, gamma=self.gamma, scale=self.scale,
-            on_column_sums=on_column_sums)
+            targets, logits, ratio=ratio, on_column_sums=on_column_sums,
+            **self._factor_options())

@@ -14,6 +14,7 @@ from keras_eql import baselines, losses
 _KERAS_EQL_LOSSES = {
     "efl": losses.EqualizedFocalLoss,
     "eqfl": losses.EqualizedQualityFocalLoss,
+    "fl_eql": losses.FocalSigmoidEQL,
     "sigmoid_eql": losses.SigmoidEQL,
     "softmax_eql": losses.SoftmaxEQL,
     "eql_v1": baselines.EQLv1,

@@ -41,6 +41,11 @@ LOSSES = {
         lambda t, z, **k: _fused.equalized_quality_focal_loss_rows(t, z, ratio=RATIO, scale=4.0, **k),
         lambda t, z: tf.reduce_sum(
             functional.equalized_quality_focal_loss(t, z, ratio=RATIO, scale=4.0), -1)),
+    "fl_eql": (
+        lambda t, z, **k: _fused.focal_sigmoid_eql_rows(
+            t, z, ratio=RATIO * 2, focal_alpha=0.3, gamma=6.0, **k),
+        lambda t, z: tf.reduce_sum(functional.focal_sigmoid_eql(
+            t, z, ratio=RATIO * 2, focal_alpha=0.3, gamma=6.0), -1)),
     "softmax_eql": (
         lambda t, z, **k: _fused.softmax_eql_rows(t, z, indicator=RATIO * 3, tau=0.7, **k),
         lambda t, z: functional.softmax_eql(t, z, indicator=RATIO * 3, tau=0.7)),
@@ -182,6 +187,7 @@ CLASS_CASES = {
     "efl": (keras_eql.EqualizedFocalLoss, {"normalize_by_positives": True, "reduction": "sum"}),
     "eqfl": (keras_eql.EqualizedQualityFocalLoss, {"scale": 4.0}),
     "softmax_eql": (keras_eql.SoftmaxEQL, {"indicator": "positive_and_negative", "tau": 0.7}),
+    "fl_eql": (keras_eql.FocalSigmoidEQL, {"normalize_by_positives": True, "reduction": "sum"}),
 }
 
 

@@ -18,6 +18,7 @@ REQUIRED = {
 EXPECTED_CLASSES = {
     "efl": losses.EqualizedFocalLoss,
     "eqfl": losses.EqualizedQualityFocalLoss,
+    "fl_eql": losses.FocalSigmoidEQL,
     "sigmoid_eql": losses.SigmoidEQL,
     "softmax_eql": losses.SoftmaxEQL,
     "eql_v1": baselines.EQLv1,

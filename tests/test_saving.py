@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from helpers import LOSS_KINDS, NUM_CLASSES, long_tailed_data, make_loss, make_model
 
 CLASSES = [keras_eql.SigmoidEQL, keras_eql.SoftmaxEQL, keras_eql.EqualizedFocalLoss,
-           keras_eql.EqualizedQualityFocalLoss]
+           keras_eql.EqualizedQualityFocalLoss, keras_eql.FocalSigmoidEQL]
 
 
 @pytest.mark.parametrize("cls", CLASSES)
