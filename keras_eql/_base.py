@@ -35,6 +35,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         ignore_class: sparse label whose rows are dropped from the loss and
             the statistics (Keras semantics: they leave the
             `sum_over_batch_size` denominator), or `None`.
+        background: the sigmoid losses only: whether label `C` means
+            background (an all-negative row, the detection convention, the
+            default). `False` for classification without a background, where
+            label `C` is a mistake (e.g. 1-indexed labels) and an error.
         decay: optional factor in (0, 1] applied to the accumulated sums
             before each update (exponential forgetting, beyond the paper);
             `None` keeps the paper's plain sums.
@@ -77,11 +81,15 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     # The oldest `STATISTICS_FORMAT` whose stored sums this loss continues.
     _minimum_statistics_format = 1
 
-    def __init__(self, *, num_classes=None, ignore_class=None, decay=None,
+    def __init__(self, *, num_classes=None, ignore_class=None, background=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
                  name=None, dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         label = type(self).__name__
+        if background is not None:
+            if not isinstance(background, (bool, np.bool_)):
+                raise ValueError(f"{label}: `background` must be True or False, got {background!r}.")
+            self._allow_background = bool(background)
         if num_classes is not None:
             if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
                 raise ValueError(f"{label}: `num_classes` must be a positive integer, got {num_classes!r}.")

@@ -67,6 +67,7 @@ class _SigmoidEQLWeighting(EqualizationLoss):
 
     def get_config(self):
         config = super().get_config()
+        config["background"] = self._allow_background
         options = self._weight_options()
         if callable(options["mapping"]):
             options["mapping"] = keras.saving.serialize_keras_object(options["mapping"])
@@ -128,6 +129,8 @@ class SigmoidEQL(_SigmoidEQLWeighting):
         reweight_positives: positives get `q_j` (`False`: weight 1, as
             `alpha=0`). The statistics are always those of the weights in use.
         ignore_class: label of dropped rows (default -1).
+        background: label `C` is background (default); `False` makes it an
+            error (classification without background, see `EqualizationLoss`).
         decay, update_statistics, reduction, name, dtype: see
             `EqualizationLoss`.
 
@@ -142,14 +145,19 @@ class SigmoidEQL(_SigmoidEQLWeighting):
 
     def __init__(self, num_classes=None, gamma=12.0, mu=0.8, alpha=4.0,
                  mapping="sigmoid", objectness=False, reweight_negatives=True,
-                 reweight_positives=True, ignore_class=-1, decay=None,
+                 reweight_positives=True, ignore_class=-1, background=True, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
                  name="sigmoid_eql", dtype=None):
         self.objectness = bool(objectness)
+        if self.objectness and background is False:
+            raise ValueError(
+                f"{type(self).__name__}: objectness=True trains the objectness column on "
+                "background rows (label C); it needs background=True.")
         super().__init__(gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
                          reweight_negatives=reweight_negatives,
                          reweight_positives=reweight_positives,
                          num_classes=num_classes, ignore_class=ignore_class,
+                         background=background,
                          decay=decay, update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
@@ -192,6 +200,8 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
         normalize_by_positives: see `EqualizedFocalLoss` (the statistics
             never see it).
         ignore_class: label of dropped rows (default -1).
+        background: label `C` is background (default); `False` makes it an
+            error (classification without background, see `EqualizationLoss`).
         decay, update_statistics, reduction, name, dtype: see
             `EqualizationLoss`.
 
@@ -208,8 +218,8 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
     def __init__(self, num_classes=None, focal_alpha=0.25, focal_gamma=2.0, gamma=12.0,
                  mu=0.8, alpha=4.0, mapping="sigmoid", reweight_negatives=True,
                  reweight_positives=True, normalize_by_positives=False, ignore_class=-1,
-                 decay=None, update_statistics=True, reduction="sum_over_batch_size",
-                 name="focal_sigmoid_eql", dtype=None):
+                 background=True, decay=None, update_statistics=True,
+                 reduction="sum_over_batch_size", name="focal_sigmoid_eql", dtype=None):
         label = type(self).__name__
         self.focal_alpha = check_hyperparameter(
             label, "focal_alpha", focal_alpha, minimum=0.0, maximum=1.0, allow_none=True)
@@ -219,6 +229,7 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                          reweight_negatives=reweight_negatives,
                          reweight_positives=reweight_positives,
                          num_classes=num_classes, ignore_class=ignore_class,
+                         background=background,
                          decay=decay, update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
@@ -332,7 +343,7 @@ class _EqualizedFocalBase(_PositiveRowsNormalizer, EqualizationLoss):
     def get_config(self):
         config = super().get_config()
         config.update(normalize_by_positives=self.normalize_by_positives,
-                      **self._factor_options())
+                      background=self._allow_background, **self._factor_options())
         return config
 
 
@@ -361,6 +372,8 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
             least 1, summed over replicas) as the detectors do; needs
             `reduction="sum"`.
         ignore_class: label of dropped rows (default -1).
+        background: label `C` is background (default); `False` makes it an
+            error (classification without background, see `EqualizationLoss`).
         decay, update_statistics, reduction, name, dtype: see
             `EqualizationLoss`.
 
@@ -373,15 +386,15 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
 
     def __init__(self, num_classes=None, alpha=0.25, gamma=2.0, scale=8.0,
                  focusing_factor=True, weighting_factor=True,
-                 normalize_by_positives=False, ignore_class=-1, decay=None,
-                 update_statistics=True, reduction="sum_over_batch_size",
+                 normalize_by_positives=False, ignore_class=-1, background=True,
+                 decay=None, update_statistics=True, reduction="sum_over_batch_size",
                  name="equalized_focal_loss", dtype=None):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
-                         ignore_class=ignore_class, decay=decay,
+                         ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 
@@ -413,6 +426,8 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
             see `EqualizedFocalLoss`.
         normalize_by_positives: see `EqualizedFocalLoss`.
         ignore_class: label of dropped rows (default -1).
+        background: label `C` is background (default); `False` makes it an
+            error (classification without background, see `EqualizationLoss`).
         decay, update_statistics, reduction, name, dtype: see
             `EqualizationLoss`.
 
@@ -427,12 +442,13 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
 
     def __init__(self, num_classes=None, gamma=2.0, scale=8.0, focusing_factor=True,
                  weighting_factor=True, normalize_by_positives=False, ignore_class=-1,
-                 decay=None, update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_quality_focal_loss", dtype=None):
+                 background=True, decay=None, update_statistics=True,
+                 reduction="sum_over_batch_size", name="equalized_quality_focal_loss",
+                 dtype=None):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
-                         ignore_class=ignore_class, decay=decay,
+                         ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype)
 

@@ -131,9 +131,9 @@ def _xla_step(loss, labels, logits):
     return value.numpy(), gradient.numpy()
 
 
-def _assert_harmless_nan_step(loss, labels, name, value):
+def _assert_harmless_nan_step(loss, labels, name, value, good=None):
     """One good XLA step, then one with a bad label: NaN loss, no gradient, no statistics."""
-    _xla_step(loss, good_labels(name), logits_for())
+    _xla_step(loss, good_labels(name) if good is None else good, logits_for())
     before = loss.gradient_statistics()
     loss_value, gradient = _xla_step(loss, labels, logits_for(seed=1))
     assert np.isnan(loss_value)  # the progress bar and TerminateOnNaN show it
@@ -522,3 +522,31 @@ def test_validate_labels_needs_the_number_of_classes():
     with pytest.raises(ValueError, match="SigmoidEQL: validate_labels needs `num_classes`"):
         keras_eql.validate_labels(keras_eql.SigmoidEQL(), np.array([0]))
     assert keras_eql.validate_labels(keras_eql.SigmoidEQL(), np.array([0, 4]), num_classes=4) == 2
+
+
+# -- no background label ----------------------------------------------------------------
+@pytest.mark.parametrize("name", SIGMOID_FAMILY + ("FocalSigmoidEQL",))
+def test_background_false_makes_label_c_an_error(name):
+    loss = make(name, background=False)
+    with pytest.raises(ValueError) as error:
+        loss(with_label(name, C), logits_for())
+    assert_names(str(error.value), name, C)
+    assert f"0..{C - 1}" in str(error.value) and "background" not in str(error.value)
+    assert np.isfinite(loss(tf.constant([0, 1, C - 1, -1]), logits_for()).numpy())
+    restored = type(loss).from_config(loss.get_config())
+    assert restored.get_config()["background"] is False
+    # Under XLA: a harmless NaN step, as for any other bad label.
+    _assert_harmless_nan_step(make(name, background=False), with_label(name, C), name, C,
+                              good=tf.constant([0, 1, 2, 3]))
+
+
+def test_background_switch_is_validated():
+    with pytest.raises(ValueError, match="SigmoidEQL: `background` must be True or False, got 'no'"):
+        keras_eql.SigmoidEQL(background="no")
+    with pytest.raises(ValueError, match="SigmoidEQL: objectness=True .* needs background=True"):
+        keras_eql.SigmoidEQL(objectness=True, background=False)
+    assert keras_eql.validate_labels(keras_eql.EqualizedFocalLoss(num_classes=C, background=False),
+                                     np.array([0, C - 1])) == 2
+    with pytest.raises(ValueError, match=rf"label {C} at index 0"):
+        keras_eql.validate_labels(keras_eql.EqualizedFocalLoss(num_classes=C, background=False),
+                                  np.array([C]))
