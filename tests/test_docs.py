@@ -31,7 +31,7 @@ def test_readme_custom_loss_with_statistics_runs():
 
 
 @pytest.mark.parametrize("module_name", [
-    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers"])
+    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._targets"])
 def test_docstring_examples(module_name):
     module = __import__(module_name, fromlist=["_"])
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
