@@ -70,3 +70,10 @@ def test_unknown_shape_is_refused():
         [sys.executable, str(REPO_ROOT / "benchmarks" / "loss_overhead.py"), "--shapes", "huge"],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert completed.returncode != 0 and "unknown shapes" in completed.stderr
+
+
+def test_label_checks_smoke_run_reports_both_variants(tmp_path):
+    payload, stdout = _run("label_checks.py", tmp_path)
+    assert set(payload["median_ms"]) == {"checks", "no_checks"}
+    assert all(math.isfinite(payload["ratio"][clock]) for clock in ("wall", "cpu"))
+    assert "with / without label checks" in stdout
