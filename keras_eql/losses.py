@@ -29,6 +29,16 @@ class SigmoidEQL(EqualizationLoss):
     convention). The statistics carry the reduction's 1/N, which the authors'
     code leaves out; the ratio, the only thing the loss uses, is the same.
 
+    Inputs:
+        y_true: sparse labels, the logits' shape without the class axis:
+            `0..C-1` classes, `C` background, `ignore_class` dropped; or dense
+            0/1 targets of the logits' shape (all-zero row: background).
+        y_pred: raw logits `(..., C)`, `(..., C + 1)` with `objectness`;
+            never probabilities (no sigmoid on the model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C` (see `EqualizationLoss`).
         gamma: steepness of the sigmoid mapping.
@@ -41,7 +51,7 @@ class SigmoidEQL(EqualizationLoss):
             label `C`), never re-weighted and never counted in the statistics.
             Score with `keras_eql.sigmoid_eql_scores` / `SigmoidEQLScores`.
         ignore_class: label of dropped rows (default -1).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -58,7 +68,8 @@ class SigmoidEQL(EqualizationLoss):
     def __init__(self, num_classes=None, gamma=12.0, mu=0.8, alpha=4.0,
                  mapping="sigmoid", objectness=False, ignore_class=-1,
                  decay=None, update_statistics=True,
-                 reduction="sum_over_batch_size", name="sigmoid_eql", dtype=None):
+                 reduction="sum_over_batch_size", name="sigmoid_eql", dtype=None,
+                 from_logits=True):
         label = type(self).__name__
         self.gamma = check_hyperparameter(label, "gamma", gamma, minimum=0.0)
         self.mu = check_hyperparameter(label, "mu", mu)
@@ -73,7 +84,7 @@ class SigmoidEQL(EqualizationLoss):
         self.objectness = bool(objectness)
         super().__init__(num_classes=num_classes, ignore_class=ignore_class,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _extra_columns(self):
         return 1 if self.objectness else 0
@@ -111,6 +122,16 @@ class SoftmaxEQL(EqualizationLoss):
     zero at step 0, which is clamped to `eps` for every class: plain cross
     entropy. Inference uses the raw logits.
 
+    Inputs:
+        y_true: class ids `0..C-1`, the logits' shape without the class axis
+            (no background label); or dense targets `(..., C)`, one-hot or
+            soft (label smoothing, mixup).
+        y_pred: raw logits `(..., C)`; never probabilities (no softmax on the
+            model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: classes `C` (no background label).
         tau: `pi` of the paper, the calibration strength.
@@ -120,7 +141,7 @@ class SoftmaxEQL(EqualizationLoss):
             `pos_neg + neg_grad`, kept as they wrote it). The short names
             `"pos"`, `"neg"`, `"pos_and_neg"` are accepted.
         ignore_class: label of dropped rows (default None).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -135,7 +156,8 @@ class SoftmaxEQL(EqualizationLoss):
 
     def __init__(self, num_classes=None, tau=1.0, eps=1e-4, indicator="positive",
                  ignore_class=None, decay=None, update_statistics=True,
-                 reduction="sum_over_batch_size", name="softmax_eql", dtype=None):
+                 reduction="sum_over_batch_size", name="softmax_eql", dtype=None,
+                 from_logits=True):
         label = type(self).__name__
         self.tau = check_hyperparameter(label, "tau", tau, minimum=0.0)
         self.eps = check_hyperparameter(label, "eps", eps, minimum=0.0, exclusive_minimum=True)
@@ -146,7 +168,7 @@ class SoftmaxEQL(EqualizationLoss):
         self.indicator = _INDICATORS[indicator]
         super().__init__(num_classes=num_classes, ignore_class=ignore_class,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _indicator_values(self, ratio):
         statistics = self._statistics
@@ -205,6 +227,17 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
     per-sample loss is the SUM over the class axis. `alpha_t` is applied as
     in the authors' code (and so enters the statistics).
 
+    Inputs:
+        y_true: sparse labels, the logits' shape without the class axis:
+            `0..C-1` classes, `C` background, `ignore_class` (-1) dropped; or
+            dense 0/1 targets `(..., C)` (all-zero row: background), as
+            KerasHub's RetinaNet passes them.
+        y_pred: raw logits `(..., C)`, no background column; never
+            probabilities (no sigmoid on the model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C` (label `C` is background).
         alpha: weight of positives (`1 - alpha` for negatives); `None`
@@ -215,7 +248,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
             least 1, summed over replicas) as the detectors do; needs
             `reduction="sum"`.
         ignore_class: label of dropped rows (default -1).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -228,14 +261,15 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
     def __init__(self, num_classes=None, alpha=0.25, gamma=2.0, scale=8.0,
                  normalize_by_positives=False, ignore_class=-1, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_focal_loss", dtype=None):
+                 name="equalized_focal_loss", dtype=None, from_logits=True):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, decay=decay,
                          update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_focal_loss_rows(
@@ -257,13 +291,22 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
     sparse labels give quality 1. Statistics split positives and negatives by
     the binary target, as the authors do.
 
+    Inputs:
+        y_true: dense IoU-quality targets `(..., C)` in [0, 1], positive where
+            > 0; or sparse labels as for `EqualizedFocalLoss` (quality 1).
+        y_pred: raw logits `(..., C)`; never probabilities (no sigmoid on the
+            model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C`.
         gamma: base focusing parameter (> 0).
         scale: `s` (8; the authors' YOLOX configs use 4).
         normalize_by_positives: see `EqualizedFocalLoss`.
         ignore_class: label of dropped rows (default -1).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -278,12 +321,13 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
     def __init__(self, num_classes=None, gamma=2.0, scale=8.0,
                  normalize_by_positives=False, ignore_class=-1, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_quality_focal_loss", dtype=None):
+                 name="equalized_quality_focal_loss", dtype=None, from_logits=True):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, decay=decay,
                          update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_quality_focal_loss_rows(
