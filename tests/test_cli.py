@@ -44,6 +44,15 @@ def test_without_a_command_the_help_is_printed(capsys):
     assert "demo" in capsys.readouterr().err
 
 
+def test_version_is_printed(capsys):
+    import keras_eql
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keras-eql {keras_eql.__version__}"
+
+
 def test_defaults_are_the_documented_ones():
     args = cli.build_parser().parse_args(["demo"])
     assert (args.epochs, args.imbalance_factor, args.seed, args.output_dir) == (12, 100.0, 0, "demo_output")
