@@ -52,8 +52,8 @@ class SeesawLoss(CountingLoss):
         y_pred: raw logits `(..., C)`, `(..., C + 2)` with `objectness`;
             never probabilities.
         sample_weight: optional, the logits' shape without the class axis (or
-            broadcastable to it): weights of the rows; they scale the loss, not the
-            counts.
+            broadcastable to it): weights of the rows; they scale the loss,
+            not the counts.
 
     Args:
         num_classes: classes `C`; inferred on the first call when None. Give

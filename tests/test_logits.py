@@ -95,7 +95,8 @@ def test_a_sigmoid_op_in_a_graph_warns():
     assert probability_warnings(caught) and "a sigmoid activation" in probability_warnings(caught)[0]
 
 
-@pytest.mark.parametrize("cls", [cls for cls, _ in LOSSES] + [keras_eql.EqualizationLoss], ids=IDS + ["EqualizationLoss"])
+@pytest.mark.parametrize("cls", [cls for cls, _ in LOSSES] + [keras_eql.EqualizationLoss],
+                         ids=IDS + ["EqualizationLoss"])
 def test_every_loss_docstring_says_what_its_inputs_are(cls):
     doc = inspect.getdoc(cls)
     inputs = doc.split("Inputs", 1)[1].split("Args:", 1)[0]

@@ -118,7 +118,8 @@ def test_unknown_identifiers_raise_listing_valid_names():
 
 def test_missing_required_arguments_are_named():
     with pytest.raises(ValueError, match=r"'eql_v1' \(EQLv1\) cannot be built without arguments; "
-                                         r"pass rare_mask or class_frequencies, e.g. keras_eql.get\('eql_v1', rare_mask=...\)"):
+                                         r"pass rare_mask or class_frequencies, "
+                                         r"e.g. keras_eql.get\('eql_v1', rare_mask=...\)"):
         get("eql_v1")
     with pytest.raises(ValueError, match=r"'ClassBalancedLoss' \(ClassBalancedLoss\) .* pass class_counts"):
         get("ClassBalancedLoss")
