@@ -145,3 +145,26 @@ def test_load_model_of_a_plain_model_is_keras_load_model(tmp_path):
 def test_docstring_examples_run():
     result = doctest.testmod(keras_eql._saving, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+@keras.saving.register_keras_serializable(package="keras_eql_tests")
+class CustomCompileModel(keras.Sequential):
+    """Any model whose class overrides compile(), as KerasHub tasks do."""
+
+    def compile(self, optimizer="sgd", **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+
+
+def test_any_custom_compile_model_round_trips_through_a_keras_file_only(tmp_path):
+    model = CustomCompileModel([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(loss=keras_eql.EqualizedFocalLoss())
+    model.fit(np.ones((8, 4)), np.zeros(8), verbose=0)
+    model.save(tmp_path / "model.keras")
+    restored = keras_eql.load_model(tmp_path / "model.keras")
+    assert float(restored.loss.statistics.steps.numpy()) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "HDF5 ... legacy"
+        model.save(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match=r"CustomCompileModel overrides compile\(\).*only be restored from a "
+                                         r"\.keras file.*model\.h5"):
+        keras_eql.load_model(tmp_path / "model.h5", custom_objects={"CustomCompileModel": CustomCompileModel})
