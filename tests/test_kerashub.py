@@ -57,11 +57,11 @@ def trained_detector():
     boxes = np.tile(np.array([[[4, 4, 20, 20], [-1, -1, -1, -1]]], "float32"), (8, 1, 1))
     labels = np.tile(np.array([[0, -1]], "float32"), (8, 1))
     labels[::3, 0] = 3
-    targets = {"boxes": boxes, "labels": labels}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # keras-hub's, not ours
-        detector.fit(images, targets, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    return detector, loss, (images, targets)
+        detector.fit(images, {"boxes": boxes, "labels": labels}, batch_size=4, epochs=1, shuffle=False,
+                     verbose=0)
+    return detector, loss
 
 
 def assert_restored(model, loss, eql_loss_of, tmp_path):
@@ -86,9 +86,15 @@ def assert_restored(model, loss, eql_loss_of, tmp_path):
     return restored, restored_loss
 
 
-def test_plain_keras_load_of_a_task_drops_the_loss(tmp_path):
-    """What Keras does without keras_eql.load_model: the task's default loss, a generic warning."""
-    classifier, _, _ = trained_classifier()
+def test_plain_keras_load_drops_the_loss_and_the_logger_then_names_the_fix(tmp_path):
+    """What Keras does without keras_eql.load_model, and where keras_eql notices it.
+
+    The task comes back with its default loss and Keras's generic warning; no
+    keras_eql code runs during the load. A `GradientStatisticsLogger` in the
+    resumed `fit` is the first keras_eql code that sees the model: it raises
+    before any step, naming `keras_eql.load_model`.
+    """
+    classifier, _, (x, y) = trained_classifier()
     path = tmp_path / "classifier.keras"
     classifier.save(path)
     with warnings.catch_warnings(record=True) as caught:
@@ -96,6 +102,9 @@ def test_plain_keras_load_of_a_task_drops_the_loss(tmp_path):
         reloaded = keras.models.load_model(path)
     assert type(reloaded.loss) is keras.losses.SparseCategoricalCrossentropy
     assert any("compile()` method is custom" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match=r"ResNetImageClassifier overrides compile\(\).*keras_eql.load_model"):
+        reloaded.fit(x[:8], y[:8], epochs=1, verbose=0, callbacks=[keras_eql.GradientStatisticsLogger()])
+    assert int(reloaded.optimizer.iterations.numpy()) == 0  # stopped before any step
 
 
 def test_resnet_image_classifier_round_trip_keeps_softmax_eql(tmp_path):
@@ -107,28 +116,11 @@ def test_resnet_image_classifier_round_trip_keeps_softmax_eql(tmp_path):
 
 
 def test_retinanet_round_trip_keeps_equalized_focal_loss(tmp_path):
-    detector, loss, (images, targets) = trained_detector()
+    detector, loss = trained_detector()
     assert detector.loss["cls_logits"] is loss
-    restored, restored_loss = assert_restored(
-        detector, loss, lambda model: model.loss["cls_logits"], tmp_path)
+    restored, _ = assert_restored(detector, loss, lambda model: model.loss["cls_logits"], tmp_path)
     assert type(restored.loss["bbox_regression"]) is keras.losses.Huber
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        restored.fit(images[:4], {k: v[:4] for k, v in targets.items()}, batch_size=4, epochs=1,
-                     shuffle=False, verbose=0)
-    assert float(restored_loss.statistics.steps.numpy()) == 3.0
-
-
-def test_logger_names_the_fix_after_a_plain_load(tmp_path):
-    """The loud signal keras_eql can give after `keras.models.load_model`: the logger finds no loss."""
-    classifier, _, (x, y) = trained_classifier()
-    path = tmp_path / "classifier.keras"
-    classifier.save(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reloaded = keras.models.load_model(path)
-    with pytest.raises(ValueError, match=r"ResNetImageClassifier overrides compile\(\).*keras_eql.load_model"):
-        reloaded.fit(x[:8], y[:8], epochs=1, verbose=0, callbacks=[keras_eql.GradientStatisticsLogger()])
+    assert restored.get_compile_config()["loss"]["cls_logits"]["class_name"] == "EqualizedFocalLoss"
 
 
 def test_load_model_of_a_plain_model_is_keras_load_model(tmp_path):
