@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per dependency set: `make demo` installs only what the demo needs,
+# `make test` everything (the demo's set included).
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test venv data clean
 
@@ -10,20 +13,24 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test,plot]'
-	touch $(STAMP)
+$(DEMO_STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet -e '.[demo]'
+	touch $@
 
-venv: $(STAMP)
+$(TEST_STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,plot,demo]'
+	touch $@ $(DEMO_STAMP)
+
+venv: $(TEST_STAMP)
 
 # Real Fashion-MNIST from Debian's package, when this machine can install it.
 data:
 	@bash scripts/install_data.sh
 
-demo: venv data
+demo: $(DEMO_STAMP) data
 	$(VENV)/bin/keras-eql demo
 
-test: venv data
+test: $(TEST_STAMP) data
 	$(PY) -m pytest -q
 
 clean:

@@ -2,7 +2,8 @@
 
 Every example accepts `--strategy {default,mirrored,multiworker,tpu}`,
 `--jit-compile/--no-jit-compile` (on by default), `--epochs`, `--seed`,
-`--output` (a JSON file for the results) and `--smoke` (a few steps on tiny
+`--output` (a JSON file for the results; by default `outputs/<example>.json`
+in the repository, a folder git ignores) and `--smoke` (a few steps on tiny
 data, used by the tests). The examples on the synthetic long-tailed set
 (`_synthetic.py`) also share `--methods`, `--scale`,
 `--val-images-per-category`, `--batch-size` and `--learning-rate`
@@ -23,23 +24,40 @@ import numpy as np
 from keras_eql.cli import imbalance_factor, positive_float, positive_int
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+# Default home of the results: ignored by git (.gitignore: /outputs/).
+OUTPUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs")
 DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before any loss code runs "
              "(keras-team/keras#20585). Use examples/multiworker_ctl.py, which trains the "
              "keras_eql losses with a custom training loop under that strategy")
 
-__all__ = ["STRATEGIES", "add_common_arguments", "imbalance_factor", "positive_float",
+__all__ = ["STRATEGIES", "OUTPUT_DIR", "default_output", "add_common_arguments", "imbalance_factor", "positive_float",
            "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
            "lvis_groups", "group_means", "synthetic_parser", "parse_synthetic_args",
            "category_image_counts", "start_method", "shuffled_batches", "warmup_cosine_adam",
            "timed_fit", "statistics_summary", "grouped_metric", "report"]
 
 
-def add_common_arguments(parser, *, epochs):
+def default_output(example_file):
+    """`outputs/<example>.json` in the repository, the default `--output`.
+
+    Args:
+        example_file: the example's `__file__`.
+
+    Example:
+        >>> os.path.relpath(default_output("examples/detection_lt.py"), os.path.dirname(OUTPUT_DIR))
+        'outputs/detection_lt.json'
+    """
+    name = os.path.splitext(os.path.basename(example_file))[0]
+    return os.path.join(OUTPUT_DIR, f"{name}.json")
+
+
+def add_common_arguments(parser, *, epochs, example_file):
     """Add the flags every example shares.
 
     Args:
         parser: an `argparse.ArgumentParser`.
         epochs: default number of epochs of a full run.
+        example_file: the example's `__file__` (names the default `--output`).
 
     Returns:
         The parser.
@@ -52,17 +70,20 @@ def add_common_arguments(parser, *, epochs):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps on tiny data (the tests run this)")
-    parser.add_argument("--output", default=None, help="write the results as JSON here")
+    parser.add_argument("--output", default=default_output(example_file),
+                        help="write the results as JSON here (default: %(default)s, ignored by git)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity (1: progress bars)")
     return parser
 
 
-def synthetic_parser(description, *, epochs, methods, default_methods=None, batch_size, learning_rate):
+def synthetic_parser(description, *, example_file, epochs, methods, default_methods=None, batch_size,
+                     learning_rate):
     """A parser with the common flags and those of the synthetic long-tailed examples.
 
     Args:
         description: the example's module docstring (shown by `--help`).
+        example_file: the example's `__file__` (names the default `--output`).
         epochs: default number of epochs of a full run.
         methods: every method the example can train.
         default_methods: the methods trained without `--methods` (all of them
@@ -75,7 +96,7 @@ def synthetic_parser(description, *, epochs, methods, default_methods=None, batc
         calls `parse_synthetic_args`.
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser, epochs=epochs)
+    add_common_arguments(parser, epochs=epochs, example_file=example_file)
     parser.add_argument("--methods", default=",".join(default_methods or methods),
                         help=f"comma-separated subset of {','.join(methods)}")
     parser.add_argument("--scale", type=positive_float, default=1.0,

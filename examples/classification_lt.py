@@ -2,7 +2,7 @@
 Title: Long-tailed image classification with Softmax-EQL on Fashion-MNIST-LT
 Author: keras_eql contributors
 Description: The `keras-eql demo` training with every knob exposed: imbalance
-    factor, CNN width, losses, schedule, distribution strategy.
+    factor, CNN width, methods (losses), schedule, distribution strategy.
 Accelerator: CPU (GPU/TPU-ready: static shapes, no host callbacks in the step)
 
 Fashion-MNIST's training set is subsampled with the exponential profile
@@ -13,17 +13,19 @@ training count, `keras_eql.data.head_medium_tail`). The model is
 `--recipe authors` the authors' Softmax-EQL recipe: a cosine classifier
 (temperature 30), SGD with Nesterov momentum and weight decay 5e-4.
 
-`--losses` takes the demo's methods (`cross_entropy`, `softmax_eql`,
+`--methods` takes the demo's methods (`cross_entropy`, `softmax_eql`,
 `logit_adjusted`, `balanced_softmax`) and any name `keras_eql.registry.get`
-builds without arguments (`seesaw`, `sigmoid_eql`, ...).
+builds without arguments (`seesaw`, `sigmoid_eql`, ...). `--losses` is its
+old, deprecated spelling.
 
     python examples/classification_lt.py --imbalance-factor 50 --width 32
-    python examples/classification_lt.py --strategy mirrored --losses softmax_eql
-    python examples/classification_lt.py --recipe authors --losses cross_entropy,softmax_eql
+    python examples/classification_lt.py --strategy mirrored --methods softmax_eql
+    python examples/classification_lt.py --recipe authors --methods cross_entropy,softmax_eql
     python examples/classification_lt.py --smoke    # a few steps, for the tests
 """
 
 import argparse
+import sys
 
 import _common
 import numpy as np
@@ -31,12 +33,21 @@ import numpy as np
 from keras_eql import cli, data
 
 
+class _DeprecatedAlias(argparse.Action):
+    """`--losses`: stores into `--methods`, with a note on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated; use --methods.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common.add_common_arguments(parser, epochs=cli.DEFAULTS["epochs"])
-    parser.add_argument("--losses", default="cross_entropy,softmax_eql",
-                        help="comma-separated loss names (see the module docstring)")
+    _common.add_common_arguments(parser, epochs=cli.DEFAULTS["epochs"], example_file=__file__)
+    parser.add_argument("--methods", default="cross_entropy,softmax_eql",
+                        help="comma-separated method or loss names (see the module docstring)")
+    parser.add_argument("--losses", dest="methods", action=_DeprecatedAlias, help=argparse.SUPPRESS)
     parser.add_argument("--imbalance-factor", type=_common.imbalance_factor,
                         default=cli.DEFAULTS["imbalance_factor"])
     parser.add_argument("--width", type=_common.positive_int, default=cli.DEFAULTS["width"],
@@ -49,9 +60,9 @@ def parse_args(argv=None):
                         help="initial learning rate (default: the recipe's)")
     parser.add_argument("--max-train-samples", type=_common.positive_int, default=None)
     args = parser.parse_args(argv)
-    args.losses = [name.strip() for name in args.losses.split(",") if name.strip()]
-    if not args.losses:
-        parser.error("--losses: give at least one loss name")
+    args.methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    if not args.methods:
+        parser.error("--methods: give at least one method or loss name")
     if args.learning_rate is None:
         args.learning_rate = cli.RECIPES[args.recipe]["learning_rate"]
     if args.smoke:
@@ -68,7 +79,7 @@ def build_loss(name, counts):
     try:
         return registry.get(name)
     except (ValueError, TypeError) as error:
-        raise SystemExit(f"--losses: cannot build {name!r}: {error}") from None
+        raise SystemExit(f"--methods: cannot build {name!r}: {error}") from None
 
 
 def main(argv=None):
@@ -86,7 +97,7 @@ def main(argv=None):
     print(f"Data: {source.source}; long-tailed counts {counts.tolist()}; training on {len(indices)} images.")
     splits = (source.x_train[indices], source.y_train[indices], x_test, y_test)
     results = {}
-    for name in args.losses:
+    for name in args.methods:
         print(f"\n=== {name} ===")
         with _common.scope(strategy):
             loss = build_loss(name, counts)

@@ -39,7 +39,8 @@ METHODS = ("focal", "efl", "qfl", "eqfl")
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = _common.synthetic_parser(__doc__, epochs=30, methods=METHODS, batch_size=16, learning_rate=1e-3)
+    parser = _common.synthetic_parser(__doc__, example_file=__file__,
+                                      epochs=30, methods=METHODS, batch_size=16, learning_rate=1e-3)
     parser.add_argument("--width", type=_common.positive_int, default=48, help="detector width")
     parser.add_argument("--scale-factor", type=float, default=8.0, help="s of EFL/EQFL")
     return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.03, smoke_batch_size=8)

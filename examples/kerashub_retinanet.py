@@ -58,7 +58,8 @@ PRIOR_PROBABILITY = 0.001
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs and batch)."""
-    parser = _common.synthetic_parser(__doc__, epochs=10, methods=METHODS, default_methods=("efl",),
+    parser = _common.synthetic_parser(__doc__, example_file=__file__,
+                                      epochs=10, methods=METHODS, default_methods=("efl",),
                                       batch_size=16, learning_rate=1e-3)
     return _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.02, smoke_batch_size=8)
 

@@ -11,6 +11,7 @@ This script is both the launcher and the worker. On one machine:
 
     python examples/multiworker_ctl.py                     # 2 local workers
     python examples/multiworker_ctl.py --single            # 1 process, same batches
+    python examples/multiworker_ctl.py --smoke             # 2 steps (the tests run this)
     python examples/multiworker_ctl.py --checkpoint-dir /tmp/eql_ckpt \\
         --crash-worker 1 --crash-after-step 5              # simulate a crash ...
     python examples/multiworker_ctl.py --checkpoint-dir /tmp/eql_ckpt  # ... and resume
@@ -34,7 +35,12 @@ Every worker trains four small models in lock-step, one per loss:
   normalizer is the global number of positive rows;
 * `EqualizedQualityFocalLoss` with dense IoU-quality targets.
 
-`--out FILE` writes each worker's final statistics and weights as JSON.
+`--output FILE.json` receives every worker's final statistics and weights,
+`{"args": ..., "results": {"worker0": ..., "worker1": ...}}` (`{"single":
+...}` with `--single`); `--out PREFIX` writes one JSON file per worker,
+`PREFIX.worker<i>.json`, as the reliability tests read them. With neither,
+the results go to `outputs/multiworker_ctl.json` in the repository, a folder
+git ignores.
 """
 
 import argparse
@@ -52,6 +58,10 @@ FEATURES = 8
 GLOBAL_BATCH = 16
 LOSS_NAMES = ("sigmoid_eql", "softmax_eql", "equalized_focal_loss",
               "equalized_quality_focal_loss")
+SMOKE_STEPS = 2
+# Default `--output`: ignored by git (.gitignore: /outputs/).
+DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "outputs", "multiworker_ctl.json")
 
 
 # -- data -------------------------------------------------------------------
@@ -236,10 +246,23 @@ def run_process(args):
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle)
+    if args.single:
+        write_output(args, {"single": result})
     for name, values in result["losses"].items():
         print(f"worker {index}: {name}: steps={values['steps']:.0f} "
               f"positive={[round(v, 4) for v in values['positive']]} "
               f"ratio={[round(v, 3) for v in values['ratio']]}")
+
+
+def write_output(args, results):
+    """Write `{"args", "results"}` as JSON to `--output` (nothing when it is None)."""
+    if args.output is None:
+        return
+    directory = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(directory, exist_ok=True)
+    with open(args.output, "w") as handle:
+        json.dump({"args": vars(args), "results": results}, handle, indent=2)
+    print(f"Wrote {args.output}")
 
 
 # -- launcher -------------------------------------------------------------------
@@ -315,12 +338,28 @@ def main(argv=None):
     parser.add_argument("--crash-worker", type=int, default=None)
     parser.add_argument("--crash-after-step", type=int, default=None)
     parser.add_argument("--out", help="JSON results (launcher: a prefix, one file per worker)")
+    parser.add_argument("--output", default=None,
+                        help=f"every worker's results as one JSON file (default without --out: "
+                             f"{DEFAULT_OUTPUT}, ignored by git)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"{SMOKE_STEPS} steps (the tests run this)")
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--grace", type=float, default=10.0)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps = SMOKE_STEPS
+    if args.output is None and args.out is None:
+        args.output = DEFAULT_OUTPUT
     if args.worker or args.single:
         run_process(args)
         return 0
+    # The workers write their results here; the launcher gathers them into --output.
+    with tempfile.TemporaryDirectory(prefix="multiworker_ctl_") as scratch:
+        return launch_and_gather(args, args.out or os.path.join(scratch, "result"))
+
+
+def launch_and_gather(args, out):
+    """Run the workers (their JSON at `out.worker<i>.json`), then write `--output`; the exit code."""
 
     def worker_args(index):
         extra = ["--steps", str(args.steps), "--checkpoint-every", str(args.checkpoint_every)]
@@ -329,16 +368,21 @@ def main(argv=None):
         if args.crash_worker is not None and args.crash_after_step is not None:
             extra += ["--crash-worker", str(args.crash_worker),
                       "--crash-after-step", str(args.crash_after_step)]
-        if args.out:
-            extra += ["--out", f"{args.out}.worker{index}.json"]
-        return extra
+        return extra + ["--out", f"{out}.worker{index}.json"]
 
     results = launch(worker_args, num_workers=args.workers, timeout=args.timeout,
                      grace=args.grace)
     for index, (code, output) in enumerate(results):
         print(f"--- worker {index} exited with {code}")
         print(output.rstrip())
-    return 0 if all(code == 0 for code, _ in results) else 1
+    if not all(code == 0 for code, _ in results):
+        return 1
+    gathered = {}
+    for index in range(args.workers):
+        with open(f"{out}.worker{index}.json") as handle:
+            gathered[f"worker{index}"] = json.load(handle)
+    write_output(args, gathered)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ their ratio to re-balance later steps.
 
 from keras_eql import baselines, callbacks, functional, metrics, plotting
 from keras_eql._base import EqualizationLoss
+from keras_eql._saving import load_model
 from keras_eql._statistics import GradientStatistics
 from keras_eql._targets import validate_labels
 from keras_eql.baselines import (
@@ -55,6 +56,7 @@ __all__ = [
     "baselines",
     "class_balanced_weights",
     "get",
+    "load_model",
     "logit_adjust",
     "seesaw_scores",
     "EqualizationLoss",

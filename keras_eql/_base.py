@@ -28,6 +28,15 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     Not used directly: see `SigmoidEQL`, `SoftmaxEQL`, `EqualizedFocalLoss`
     and `EqualizedQualityFocalLoss`. Every subclass shares these arguments.
 
+    Inputs (every subclass):
+        y_true: sparse labels (the logits' shape without the class axis) or
+            dense targets of the logits' shape; each loss says which values.
+        y_pred: raw logits `(..., C)` of any leading shape, never
+            probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: number of foreground classes `C`; inferred from the
             logits on the first call when `None`. Give it (and build the loss
@@ -48,6 +57,9 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         name: name of the loss.
         dtype: Keras loss dtype (float32 by default, also under mixed
             precision). Statistics are always float32.
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises. A `y_pred` made by
+            a softmax or sigmoid activation draws a warning.
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,
@@ -83,9 +95,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
 
     def __init__(self, *, num_classes=None, ignore_class=None, background=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name=None, dtype=None):
+                 name=None, dtype=None, from_logits=True):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         label = type(self).__name__
+        self.from_logits = _targets.check_from_logits(label, from_logits)
         if background is not None:
             if not isinstance(background, (bool, np.bool_)):
                 raise ValueError(f"{label}: `background` must be True or False, got {background!r}.")
@@ -347,6 +360,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             ignore_class=self.ignore_class,
             decay=self.decay,
             update_statistics=self.update_statistics,
+            from_logits=self.from_logits,
         )
         return config
 

@@ -52,9 +52,10 @@ class BaselineLoss(keras.losses.Loss):
     _allow_background = False
     _binary_targets = False
 
-    def __init__(self, *, ignore_class, reduction, name, dtype):
+    def __init__(self, *, ignore_class, reduction, name, dtype, from_logits=True):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.ignore_class = check_ignore_class(type(self).__name__, ignore_class)
+        self.from_logits = _targets.check_from_logits(type(self).__name__, from_logits)
 
     # -- subclass interface -------------------------------------------------
     def _extra_columns(self):
@@ -127,7 +128,8 @@ class BaselineLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(dtype=self._dtype_policy.name, ignore_class=self.ignore_class)
+        config.update(dtype=self._dtype_policy.name, ignore_class=self.ignore_class,
+                      from_logits=self.from_logits)
         return config
 
 

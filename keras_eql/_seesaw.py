@@ -48,6 +48,16 @@ class SeesawLoss(CountingLoss):
     the global batch (summed over replicas), where mmdet under DDP keeps one
     set per GPU and never all-reduces it.
 
+    Inputs:
+        y_true: class ids, the logits' shape without the class axis:
+            `0..C-1` (`0..C`, `C` background, with `objectness`); or dense
+            one-hot targets of the logits' shape (see Layouts).
+        y_pred: raw logits `(..., C)`, `(..., C + 2)` with `objectness`;
+            never probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss,
+            not the counts.
+
     Args:
         num_classes: classes `C`; inferred on the first call when None. Give
             it (and build the loss under `strategy.scope()`) to create the
@@ -61,6 +71,8 @@ class SeesawLoss(CountingLoss):
         reduction: Keras reduction.
         name: name of the loss.
         dtype: Keras loss dtype (counts are always float32).
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises.
 
     Example:
         >>> import keras, numpy as np
@@ -77,7 +89,7 @@ class SeesawLoss(CountingLoss):
 
     def __init__(self, num_classes=None, p=0.8, q=2.0, eps=1e-2, objectness=False,
                  ignore_class=None, update_counts=True, reduction="sum_over_batch_size",
-                 name="seesaw_loss", dtype=None):
+                 name="seesaw_loss", dtype=None, from_logits=True):
         label = type(self).__name__
         self.p = check_hyperparameter(label, "p", p, minimum=0.0)
         self.q = check_hyperparameter(label, "q", q, minimum=0.0)
@@ -87,7 +99,7 @@ class SeesawLoss(CountingLoss):
         self._allow_background = self.objectness
         super().__init__(given_counts=None, num_classes=num_classes,
                          update_counts=update_counts, ignore_class=ignore_class,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _extra_columns(self):
         return 2 if self.objectness else 0

@@ -15,6 +15,7 @@ callback in the compiled step. `validate_labels` checks arrays and datasets
 before training.
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -51,8 +52,51 @@ def check_hyperparameter(loss_name, name, value, *, minimum=None, maximum=None,
     return value
 
 
+def check_from_logits(loss_name, from_logits):
+    """`from_logits`, accepted for the Keras habit: only True (raw logits) is meaningful.
+
+    Returns:
+        True.
+
+    Raises:
+        ValueError: any other value, naming the loss and pointing to raw logits.
+    """
+    if isinstance(from_logits, (bool, np.bool_)) and from_logits:
+        return True
+    raise ValueError(
+        f"{loss_name}: from_logits={from_logits!r} is not supported; keras_eql losses take raw "
+        "logits (the model's outputs before any softmax or sigmoid), which from_logits=True, the "
+        "default, states. Remove the final activation from the model and pass its raw outputs.")
+
+
+def _probability_activation(y_pred):
+    """The activation that produced `y_pred` when it holds probabilities, else None.
+
+    Keras tags the outputs of its softmax and sigmoid activations with
+    `_keras_logits`, and its own losses warn on them; a graph tensor also
+    shows the op that made it.
+    """
+    if hasattr(y_pred, "_keras_logits"):
+        return "softmax or sigmoid"
+    if isinstance(y_pred, tf.Tensor) and not tf.executing_eagerly():
+        op_type = getattr(getattr(y_pred, "op", None), "type", None)
+        if op_type in ("Softmax", "Sigmoid"):
+            return op_type.lower()
+    return None
+
+
 def check_logits_dtype(loss_name, y_pred):
-    """Reject integer, boolean and string logits before Keras casts them."""
+    """Reject integer, boolean and string logits before Keras casts them.
+
+    Also warns when `y_pred` holds probabilities (the output of a softmax or
+    sigmoid activation) instead of logits.
+    """
+    activation = _probability_activation(y_pred)
+    if activation is not None:
+        warnings.warn(
+            f"{loss_name}: y_pred is the output of a {activation} activation, i.e. probabilities, "
+            "but keras_eql losses take raw logits. Remove the activation from the model's last "
+            "layer (apply it to the predictions at inference time instead).", stacklevel=3)
     dtype = getattr(y_pred, "dtype", None)
     if dtype is None:
         dtype = np.asarray(y_pred).dtype

@@ -82,6 +82,14 @@ class EQLv1(BaselineLoss):
 
     Give either `rare_mask` or `class_frequencies` (with `frequency_threshold`).
 
+    Inputs:
+        y_true: sparse labels, the logits' shape without the class axis:
+            `0..C-1` classes, `C` background, `ignore_class` (-1) dropped; or
+            dense 0/1 targets `(..., C)`.
+        y_pred: raw logits `(..., C)`; never probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss.
+
     Args:
         rare_mask: `(C,)` bools, True for the rare classes.
         class_frequencies: `(C,)` image frequencies `f_j` in [0, 1] (fraction
@@ -92,6 +100,8 @@ class EQLv1(BaselineLoss):
         reduction: Keras reduction.
         name: name of the loss.
         dtype: Keras loss dtype.
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises.
 
     Example:
         >>> import keras, numpy as np
@@ -108,7 +118,8 @@ class EQLv1(BaselineLoss):
     _binary_targets = True
 
     def __init__(self, rare_mask=None, class_frequencies=None, frequency_threshold=1.77e-3,
-                 ignore_class=-1, reduction="sum_over_batch_size", name="eql_v1", dtype=None):
+                 ignore_class=-1, reduction="sum_over_batch_size", name="eql_v1", dtype=None,
+                 from_logits=True):
         label = type(self).__name__
         self.frequency_threshold = check_hyperparameter(
             label, "frequency_threshold", frequency_threshold, minimum=0.0, maximum=1.0)
@@ -132,7 +143,8 @@ class EQLv1(BaselineLoss):
                     f"class), got {rare_mask!r}.")
             self._rare = mask.astype(bool)
             self.rare_mask = self._rare.tolist()
-        super().__init__(ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype)
+        super().__init__(ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def rare_classes(self):
         """The rare-class mask `T_lambda(f_j)` as a bool NumPy array `(C,)`."""
@@ -181,6 +193,13 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
     `0..t-1`, classes not seen yet counting as 1 (step 0 is plain CE). For
     a model trained with plain CE use `logit_adjust` after training instead.
 
+    Inputs:
+        y_true: class ids `0..C-1`, the logits' shape without the class axis;
+            or dense (soft) targets `(..., C)`.
+        y_pred: raw logits `(..., C)`; never probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss.
+
     Args:
         class_priors: `(C,)` positive priors `pi_j` (any scale, counts work),
             or None to count them online.
@@ -191,6 +210,8 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
         reduction: Keras reduction.
         name: name of the loss.
         dtype: Keras loss dtype.
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises.
 
     Example:
         >>> import numpy as np
@@ -202,12 +223,13 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
 
     def __init__(self, class_priors=None, tau=1.0, num_classes=None, ignore_class=None,
                  update_counts=True, reduction="sum_over_batch_size",
-                 name="logit_adjusted_loss", dtype=None):
+                 name="logit_adjusted_loss", dtype=None, from_logits=True):
         label = type(self).__name__
         self._tau = check_hyperparameter(label, "tau", tau, minimum=0.0)
         given = None if class_priors is None else positive_vector(label, "class_priors", class_priors)
         super().__init__(given_counts=given, num_classes=num_classes, update_counts=update_counts,
-                         ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype)
+                         ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     @property
     def tau(self):
@@ -228,6 +250,13 @@ class BalancedSoftmax(_PriorAdjustedLoss):
     loss with `tau = 1`). Counts are given, or counted online as in
     `LogitAdjustedLoss`. Inference uses the raw logits.
 
+    Inputs:
+        y_true: class ids `0..C-1`, the logits' shape without the class axis;
+            or dense (soft) targets `(..., C)`.
+        y_pred: raw logits `(..., C)`; never probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss.
+
     Args:
         class_counts: `(C,)` positive per-class sample counts, or None to
             count them online.
@@ -237,6 +266,8 @@ class BalancedSoftmax(_PriorAdjustedLoss):
         reduction: Keras reduction.
         name: name of the loss.
         dtype: Keras loss dtype.
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises.
 
     Example:
         >>> import numpy as np
@@ -248,11 +279,12 @@ class BalancedSoftmax(_PriorAdjustedLoss):
 
     def __init__(self, class_counts=None, num_classes=None, ignore_class=None,
                  update_counts=True, reduction="sum_over_batch_size",
-                 name="balanced_softmax", dtype=None):
+                 name="balanced_softmax", dtype=None, from_logits=True):
         label = type(self).__name__
         given = None if class_counts is None else positive_vector(label, "class_counts", class_counts)
         super().__init__(given_counts=given, num_classes=num_classes, update_counts=update_counts,
-                         ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype)
+                         ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def get_config(self):
         config = super().get_config()
@@ -277,6 +309,15 @@ class ClassBalancedLoss(BaselineLoss):
     multi-label or soft rows the target-weighted mean of their classes'
     weights. `beta = 0` is the unweighted base loss. Stateless.
 
+    Inputs:
+        y_true: class ids, the logits' shape without the class axis: `0..C-1`
+            (`"softmax"`), or `0..C` with `C` background (`"sigmoid"`,
+            `"focal"`); or dense targets `(..., C)`: soft for `"softmax"`,
+            0/1 otherwise.
+        y_pred: raw logits `(..., C)`; never probabilities.
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss.
+
     Args:
         class_counts: `(C,)` positive per-class training counts `n_j`.
         beta: in [0, 1); 0.9999 by default (the paper searches
@@ -287,6 +328,8 @@ class ClassBalancedLoss(BaselineLoss):
         reduction: Keras reduction.
         name: name of the loss.
         dtype: Keras loss dtype.
+        from_logits: must be True (the default): `y_pred` holds raw logits.
+            Accepted for the Keras habit; `False` raises.
 
     Example:
         >>> from keras_eql.baselines import ClassBalancedLoss
@@ -297,7 +340,7 @@ class ClassBalancedLoss(BaselineLoss):
 
     def __init__(self, class_counts=None, beta=0.9999, base="softmax", gamma=2.0,
                  ignore_class=None, reduction="sum_over_batch_size",
-                 name="class_balanced_loss", dtype=None):
+                 name="class_balanced_loss", dtype=None, from_logits=True):
         label = type(self).__name__
         if class_counts is None:
             raise ValueError(f"{label}: `class_counts` (per-class training counts) is required.")
@@ -314,7 +357,8 @@ class ClassBalancedLoss(BaselineLoss):
         self.gamma = check_hyperparameter(label, "gamma", gamma, minimum=0.0)
         self._weights = class_balanced_weights(counts, beta=self.beta)
         self._allow_background = self._binary_targets = base != "softmax"
-        super().__init__(ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype)
+        super().__init__(ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def class_weights(self):
         """The normalised class weights `(C,)` (float64 NumPy, summing to C)."""

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_eql import _saving
 from keras_eql._base import EqualizationLoss
 from keras_eql.metrics import _check_counts, frequency_groups, rank_groups
 
@@ -159,6 +160,8 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._losses = find_equalization_losses(getattr(self.model, "loss", None))
         if not self._losses:
+            if _saving.overrides_compile(self.model):
+                raise ValueError(_saving.dropped_loss_message(self.model, "GradientStatisticsLogger"))
             self._warn_once(
                 "no_loss",
                 "GradientStatisticsLogger: the model has no keras_eql loss; nothing will be logged.")

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from keras_eql import __version__
+
 METHODS = ("cross_entropy", "softmax_eql", "logit_adjusted", "balanced_softmax")
 GROUPS = ("head", "medium", "tail")
 # Training recipes (`--recipe`). "default": linear classifier, Adam. "authors":
@@ -371,6 +373,7 @@ def build_parser():
     """
     parser = argparse.ArgumentParser(
         prog="keras-eql", description="keras_eql command line. Run `keras-eql demo`.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="Softmax-EQL vs cross-entropy on Fashion-MNIST-LT",

@@ -113,6 +113,16 @@ class SigmoidEQL(_SigmoidEQLWeighting):
     ratio.) Sums saved by keras_eql 0.1.0 carried `1/N` and are reset on
     load, with a warning (`STATISTICS_FORMAT`).
 
+    Inputs:
+        y_true: sparse labels, the logits' shape without the class axis:
+            `0..C-1` classes, `C` background, `ignore_class` dropped; or dense
+            0/1 targets of the logits' shape (all-zero row: background).
+        y_pred: raw logits `(..., C)`, `(..., C + 1)` with `objectness`;
+            never probabilities (no sigmoid on the model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C` (see `EqualizationLoss`).
         gamma: steepness of the sigmoid mapping.
@@ -131,7 +141,7 @@ class SigmoidEQL(_SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -147,7 +157,7 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                  mapping="sigmoid", objectness=False, reweight_negatives=True,
                  reweight_positives=True, ignore_class=-1, background=True, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name="sigmoid_eql", dtype=None):
+                 name="sigmoid_eql", dtype=None, from_logits=True):
         self.objectness = bool(objectness)
         if self.objectness and background is False:
             raise ValueError(
@@ -159,7 +169,7 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _extra_columns(self):
         return 1 if self.objectness else 0
@@ -202,7 +212,7 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -219,7 +229,8 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                  mu=0.8, alpha=4.0, mapping="sigmoid", reweight_negatives=True,
                  reweight_positives=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
-                 reduction="sum_over_batch_size", name="focal_sigmoid_eql", dtype=None):
+                 reduction="sum_over_batch_size", name="focal_sigmoid_eql", dtype=None,
+                 from_logits=True):
         label = type(self).__name__
         self.focal_alpha = check_hyperparameter(
             label, "focal_alpha", focal_alpha, minimum=0.0, maximum=1.0, allow_none=True)
@@ -231,7 +242,7 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         return _fused.focal_sigmoid_eql_rows(
@@ -264,6 +275,16 @@ class SoftmaxEQL(EqualizationLoss):
     zero at step 0, which is clamped to `eps` for every class: plain cross
     entropy. Inference uses the raw logits.
 
+    Inputs:
+        y_true: class ids `0..C-1`, the logits' shape without the class axis
+            (no background label); or dense targets `(..., C)`, one-hot or
+            soft (label smoothing, mixup).
+        y_pred: raw logits `(..., C)`; never probabilities (no softmax on the
+            model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: classes `C` (no background label).
         tau: `pi` of the paper, the calibration strength.
@@ -273,7 +294,7 @@ class SoftmaxEQL(EqualizationLoss):
             `pos_neg + neg_grad`, kept as they wrote it). The short names
             `"pos"`, `"neg"`, `"pos_and_neg"` are accepted.
         ignore_class: label of dropped rows (default None).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -288,7 +309,8 @@ class SoftmaxEQL(EqualizationLoss):
 
     def __init__(self, num_classes=None, tau=1.0, eps=1e-4, indicator="positive",
                  ignore_class=None, decay=None, update_statistics=True,
-                 reduction="sum_over_batch_size", name="softmax_eql", dtype=None):
+                 reduction="sum_over_batch_size", name="softmax_eql", dtype=None,
+                 from_logits=True):
         label = type(self).__name__
         self.tau = check_hyperparameter(label, "tau", tau, minimum=0.0)
         self.eps = check_hyperparameter(label, "eps", eps, minimum=0.0, exclusive_minimum=True)
@@ -299,7 +321,7 @@ class SoftmaxEQL(EqualizationLoss):
         self.indicator = _INDICATORS[indicator]
         super().__init__(num_classes=num_classes, ignore_class=ignore_class,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
 
     def _indicator_values(self, ratio):
         statistics = self._statistics
@@ -357,6 +379,17 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
     per-sample loss is the SUM over the class axis. `alpha_t` is applied as
     in the authors' code (and so enters the statistics).
 
+    Inputs:
+        y_true: sparse labels, the logits' shape without the class axis:
+            `0..C-1` classes, `C` background, `ignore_class` (-1) dropped; or
+            dense 0/1 targets `(..., C)` (all-zero row: background), as
+            KerasHub's RetinaNet passes them.
+        y_pred: raw logits `(..., C)`, no background column; never
+            probabilities (no sigmoid on the model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C` (label `C` is background).
         alpha: weight of positives (`1 - alpha` for negatives); `None`
@@ -374,7 +407,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -388,7 +421,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                  focusing_factor=True, weighting_factor=True,
                  normalize_by_positives=False, ignore_class=-1, background=True,
                  decay=None, update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_focal_loss", dtype=None):
+                 name="equalized_focal_loss", dtype=None, from_logits=True):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
@@ -396,7 +429,8 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_focal_loss_rows(
@@ -418,6 +452,15 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
     sparse labels give quality 1. Statistics split positives and negatives by
     the binary target, as the authors do.
 
+    Inputs:
+        y_true: dense IoU-quality targets `(..., C)` in [0, 1], positive where
+            > 0; or sparse labels as for `EqualizedFocalLoss` (quality 1).
+        y_pred: raw logits `(..., C)`; never probabilities (no sigmoid on the
+            model's output).
+        sample_weight: optional, the logits' shape without the class axis (or
+            broadcastable to it): weights of the rows; they scale the loss and
+            the statistics.
+
     Args:
         num_classes: foreground classes `C`.
         gamma: base focusing parameter (> 0).
@@ -428,7 +471,7 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype: see
+        decay, update_statistics, reduction, name, dtype, from_logits: see
             `EqualizationLoss`.
 
     Example:
@@ -444,13 +487,14 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
                  weighting_factor=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
                  reduction="sum_over_batch_size", name="equalized_quality_focal_loss",
-                 dtype=None):
+                 dtype=None, from_logits=True):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype)
+                         reduction=reduction, name=name, dtype=dtype,
+                         from_logits=from_logits)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_quality_focal_loss_rows(

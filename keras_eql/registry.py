@@ -5,9 +5,16 @@ keras_eql losses and to Keras' own plain baselines. The Keras ones are built
 with `from_logits=True`, because every keras_eql loss takes raw logits and a
 benchmark must feed the same model output to all of them; pass
 `from_logits=False` to override.
+
+`model.compile(loss="efl")` raises, naming the fix: Keras 3.15 builds a loss
+given by name inside the model, where its statistics are out of reach
+(`model.loss` stays the string) and are not restored by a `.keras` round trip
+(Keras builds that loss only at the first step after loading). Compile with
+an instance instead: `loss=keras_eql.get("efl")`.
 """
 
 import keras
+import keras.src.losses
 
 from keras_eql import baselines, losses
 
@@ -31,24 +38,48 @@ _KERAS_LOSSES = {
     "binary_focal_crossentropy": "BinaryFocalCrossentropy",
 }
 
+# Losses that cannot be built without arguments: (what to pass, any of these arguments).
+_REQUIRED_ARGUMENTS = {
+    baselines.EQLv1: ("rare_mask or class_frequencies", ("rare_mask", "class_frequencies")),
+    baselines.ClassBalancedLoss: ("class_counts", ("class_counts",)),
+}
+
 _PACKAGE_PREFIX = "keras_eql>"
 
 
 def available_losses():
-    """The short names `get` accepts, one per loss.
+    """The short names `get` accepts, one per loss, with the arguments each needs.
 
     Class names (`"SeesawLoss"`, `"BinaryCrossentropy"`, ...) and registered
     names (`"keras_eql>SeesawLoss"`) are accepted too.
 
     Returns:
-        A list of strings: the keras_eql losses, then Keras' plain baselines.
+        A dict `{name: required}`, the keras_eql losses, then Keras' plain
+        baselines. `required` is None when `get(name)` builds the loss with
+        its defaults, else the arguments it needs (e.g. `"class_counts"`).
 
     Example:
         >>> from keras_eql.registry import available_losses
         >>> "seesaw" in available_losses()
         True
+        >>> available_losses()["class_balanced"]
+        'class_counts'
+        >>> [name for name, required in available_losses().items() if required]
+        ['eql_v1', 'class_balanced']
     """
-    return list(_KERAS_EQL_LOSSES) + list(_KERAS_LOSSES)
+    names = {name: _REQUIRED_ARGUMENTS.get(cls, (None,))[0] for name, cls in _KERAS_EQL_LOSSES.items()}
+    names.update({name: None for name in _KERAS_LOSSES})
+    return names
+
+
+def _construct(cls, config, name):
+    """`cls.from_config(config)`, first naming the arguments a loss cannot do without."""
+    required, alternatives = _REQUIRED_ARGUMENTS.get(cls, (None, ()))
+    if required and all(config.get(argument) is None for argument in alternatives):
+        raise ValueError(
+            f"keras_eql.get: {name!r} ({cls.__name__}) cannot be built without arguments; "
+            f"pass {required}, e.g. keras_eql.get({name!r}, {alternatives[0]}=...).")
+    return cls.from_config(config)
 
 
 def _resolve_name(name):
@@ -72,7 +103,7 @@ def _resolve_name(name):
 def _build(name, config):
     cls, keras_name = _resolve_name(name)
     if cls is not None:
-        return cls.from_config(config)
+        return _construct(cls, config, name)
     config = {"from_logits": True, **config}
     return keras.losses.get({"class_name": keras_name, "config": config})
 
@@ -129,8 +160,40 @@ def get(identifier, **kwargs):
             except (ValueError, TypeError):
                 raise unknown from None
         if cls is not None:
-            return cls.from_config(config)
+            return _construct(cls, config, name)
         return keras.losses.get({"class_name": keras_name, "config": config})
     raise ValueError(
         f"keras_eql.get: cannot interpret {identifier!r} (type {type(identifier).__name__}); "
         "expected a loss name, a config dict or a keras.losses.Loss instance.")
+
+
+class _NamedLoss:
+    """What Keras's table of loss names holds for a keras_eql short name: building it raises."""
+
+    short_name = None
+
+    def __init__(self):
+        cls = _KERAS_EQL_LOSSES[self.short_name]
+        raise ValueError(
+            f"keras_eql: loss={self.short_name!r} given by name to compile(): Keras builds such a "
+            "loss inside the model, where its statistics are out of reach (model.loss stays the "
+            "string) and a .keras round trip loses them. Pass an instance: "
+            f"loss=keras_eql.get({self.short_name!r}) or keras_eql.{cls.__name__}(...).")
+
+
+def _register_short_names_with_keras():
+    """Make `compile(loss="efl")` fail with the fix instead of "Could not interpret".
+
+    Keras 3.15 resolves a loss string only through its own name table
+    (`keras.losses.get` ignores registered custom objects). Only names Keras
+    does not use are added; class names are left out, because Keras's
+    deserialization also looks them up in that table.
+    """
+    table = getattr(keras.src.losses, "ALL_OBJECTS_DICT", None)
+    if not isinstance(table, dict):
+        return
+    for short_name in _KERAS_EQL_LOSSES:
+        table.setdefault(short_name, type(_NamedLoss.__name__, (_NamedLoss,), {"short_name": short_name}))
+
+
+_register_short_names_with_keras()

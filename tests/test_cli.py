@@ -1,5 +1,6 @@
 """`keras-eql demo`: argument errors, the table, and a smoke run of the console script."""
 
+import configparser
 import json
 import os
 import pathlib
@@ -42,6 +43,15 @@ def test_bad_arguments_exit_with_a_message_naming_the_value(argv, fragment, caps
 def test_without_a_command_the_help_is_printed(capsys):
     assert cli.main([]) == 2
     assert "demo" in capsys.readouterr().err
+
+
+def test_version_is_printed(capsys):
+    import keras_eql
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keras-eql {keras_eql.__version__}"
 
 
 def test_defaults_are_the_documented_ones():
@@ -94,3 +104,23 @@ def test_demo_smoke_run_writes_results_figure_and_logs(tmp_path):
     for method in results:
         events = list((output / "tensorboard" / method).rglob("events.out.tfevents.*"))
         assert events, f"no TensorBoard events for {method}"
+
+
+def test_make_demo_installs_only_what_the_demo_needs(tmp_path):
+    """`make demo` installs the `demo` extra; `make test` everything (dry runs, nothing installed)."""
+    make = shutil.which("make")
+    assert make, "make is not installed (apt-get install make)"
+
+    def dry_run(target):
+        completed = subprocess.run([make, "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=60)
+        assert completed.returncode == 0, completed.stderr
+        return [line for line in completed.stdout.splitlines() if "pip install" in line and "-e" in line]
+
+    assert dry_run("demo") == [f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -e '.[demo]'"]
+    (test_install,) = dry_run("test")
+    assert "test" in test_install and "demo" in test_install
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    demo_requirements = setup["options.extras_require"]["demo"].split()
+    assert demo_requirements == ["matplotlib", "tensorboard"]  # the figure and the TensorBoard logs

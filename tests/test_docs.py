@@ -36,3 +36,16 @@ def test_docstring_examples(module_name):
     module = __import__(module_name, fromlist=["_"])
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_readme_commands_say_which_python_and_write_only_ignored_outputs():
+    """The newcomer's two stumbles: `python examples/...` outside `.venv`, and `seg.json` in the root."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "source .venv/bin/activate" in readme and "No module named 'keras_eql'" in readme
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+                for line in block.splitlines() if line.startswith("python examples/")]
+    assert commands
+    ignored = (REPO_ROOT / ".gitignore").read_text().split()
+    for command in commands:
+        for path in re.findall(r"--output\s+(\S+)", command):
+            assert f"/{path.split('/')[0]}/" in ignored, command

@@ -34,7 +34,7 @@ def assert_fractions(row, keys):
 
 def test_classification_lt_smoke_on_real_fashion_mnist(tmp_path):
     completed, report = run_example("classification_lt", tmp_path,
-                                    "--losses", "cross_entropy,softmax_eql", "--imbalance-factor", "50")
+                                    "--methods", "cross_entropy,softmax_eql", "--imbalance-factor", "50")
     if REAL_FILES:
         assert report["data_source"] == "idx:/usr/share/datasets/fashion-mnist"
     assert report["class_counts"][0] / report["class_counts"][-1] == pytest.approx(50, rel=0.02)
@@ -82,6 +82,43 @@ def test_kerashub_retinanet_trains_with_efl_and_moves_its_statistics(tmp_path):
     assert sum(efl["positive"]) > 0
     assert any(not math.isclose(ratio, 1.0) for ratio in efl["ratio"])  # 1 is the initial EFL ratio
     assert_fractions(efl, ("AP", "APr"))
+
+
+def test_multiworker_ctl_smoke_gathers_both_workers_in_output(tmp_path):
+    output = tmp_path / "multiworker.json"
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / "multiworker_ctl.py"), "--smoke", "--output", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert report["args"]["smoke"] is True and set(report["results"]) == {"worker0", "worker1"}
+    first, second = report["results"]["worker0"], report["results"]["worker1"]
+    for name, values in first["losses"].items():
+        assert values["steps"] == 2.0, name  # the smoke run's two steps, each counted once
+        assert values["positive"] == second["losses"][name]["positive"], name  # all-reduced
+
+
+EXAMPLE_NAMES = ["classification_lt", "detection_lt", "two_stage_lt", "segmentation_lt", "kerashub_retinanet"]
+
+
+@pytest.mark.parametrize("module", EXAMPLE_NAMES)
+def test_results_go_to_a_folder_git_ignores_by_default(module):
+    args = __import__(module).parse_args([])
+    repository = EXAMPLES.parent
+    assert pathlib.Path(args.output) == repository / "outputs" / f"{module}.json"
+    assert "/outputs/" in (repository / ".gitignore").read_text().split()
+    assert __import__(module).parse_args(["--smoke", "--output", "x.json"]).output == "x.json"
+    example = __import__("multiworker_ctl")
+    assert pathlib.Path(example.DEFAULT_OUTPUT) == repository / "outputs" / "multiworker_ctl.json"
+
+
+def test_classification_lt_takes_methods_and_the_deprecated_losses(capsys):
+    parse_args = __import__("classification_lt").parse_args
+    assert parse_args(["--methods", "softmax_eql,seesaw"]).methods == ["softmax_eql", "seesaw"]
+    assert "deprecated" not in capsys.readouterr().err
+    assert parse_args(["--losses", "softmax_eql"]).methods == ["softmax_eql"]
+    assert "--losses is deprecated; use --methods" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("strategy, message", [

@@ -34,8 +34,16 @@ EXPECTED_CLASSES = {
 
 def test_available_losses_lists_every_short_name_once():
     names = available_losses()
-    assert names == list(EXPECTED_CLASSES)
+    assert list(names) == list(EXPECTED_CLASSES)
     assert len(set(names)) == len(names)
+
+
+def test_available_losses_marks_the_names_that_need_arguments():
+    required = {name: needs for name, needs in available_losses().items() if needs}
+    assert required == {"eql_v1": "rare_mask or class_frequencies", "class_balanced": "class_counts"}
+    for name, needs in available_losses().items():
+        if needs is None:
+            assert type(get(name)) is EXPECTED_CLASSES[name], name
 
 
 def test_every_name_and_class_name_builds_a_working_loss():
@@ -109,11 +117,34 @@ def test_unknown_identifiers_raise_listing_valid_names():
         get(3)
 
 
-def test_missing_required_arguments_raise_from_the_loss():
-    with pytest.raises(ValueError, match="EQLv1: give exactly one of `rare_mask`"):
+def test_missing_required_arguments_are_named():
+    with pytest.raises(ValueError, match=r"'eql_v1' \(EQLv1\) cannot be built without arguments; "
+                                         r"pass rare_mask or class_frequencies, "
+                                         r"e.g. keras_eql.get\('eql_v1', rare_mask=...\)"):
         get("eql_v1")
-    with pytest.raises(ValueError, match="ClassBalancedLoss: `class_counts`"):
-        get("class_balanced")
+    with pytest.raises(ValueError, match=r"'ClassBalancedLoss' \(ClassBalancedLoss\) .* pass class_counts"):
+        get("ClassBalancedLoss")
+    with pytest.raises(ValueError, match=r"'class_balanced' .* pass class_counts"):
+        get({"class_name": "class_balanced", "config": {"beta": 0.9}})
+    # Given, they reach the loss, whose own checks still apply.
+    with pytest.raises(ValueError, match="EQLv1: give exactly one of `rare_mask`"):
+        get("eql_v1", rare_mask=[True], class_frequencies=[0.1])
+
+
+def test_compile_with_a_short_name_raises_naming_the_fix():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("sgd", loss="efl")
+    with pytest.raises(ValueError, match=r"loss='efl' given by name .* loss=keras_eql.get\('efl'\) "
+                                         r"or keras_eql.EqualizedFocalLoss"):
+        model.fit(np.ones((8, 4)), np.zeros(8), verbose=0)
+    with pytest.raises(ValueError, match=r"keras_eql.get\('seesaw'\)"):
+        keras.losses.get("seesaw")
+    # Keras's own names and keras_eql instances are untouched.
+    assert keras.losses.get("mse") is keras.losses.mean_squared_error
+    assert type(keras.losses.get("BinaryCrossentropy")) is keras.losses.BinaryCrossentropy
+    model.compile("sgd", loss=get("efl"))
+    model.fit(np.ones((8, 4)), np.zeros(8), verbose=0)
+    assert float(model.loss.statistics.steps.numpy()) == 1.0
 
 
 def test_docstring_examples_run():
