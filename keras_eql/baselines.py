@@ -190,7 +190,8 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
     per labelled row, soft targets fractionally) like `SeesawLoss`: model
     state, updated once per training step in the backward pass, summed over
     replicas, never moved by `evaluate()`; step `t` uses the counts of steps
-    `0..t-1`, classes not seen yet counting as 1 (step 0 is plain CE). For
+    `0..t-1` (Seesaw, as mmdet, also adds step `t`'s batch), classes not seen
+    yet counting as 1 (step 0 is plain CE). For
     a model trained with plain CE use `logit_adjust` after training instead.
 
     Inputs:
