@@ -389,7 +389,7 @@ def test_without_matplotlib_plots_explain_and_the_logger_skips_images(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ImportError: keras_eql.plotting needs matplotlib: pip install 'keras-eql[plot]'." in result.stdout
     assert "warnings: 1" in result.stdout
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert list((tmp_path / "train").glob("events.out.tfevents.*"))
 
 
 def test_docstring_examples_run():
