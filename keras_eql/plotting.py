@@ -22,6 +22,7 @@ STATISTICS_PANELS = (
     ("negative", "accumulated negative gradient", "Σ |∂L/∂z| over negatives"),
     ("ratio", "positive / negative ratio", "positive / negative"),
 )
+PANELS = tuple(key for key, _, _ in STATISTICS_PANELS)
 # Panel titles for panels too narrow for the full ones.
 SHORT_PANEL_TITLES = {"positive": "positive gradient", "negative": "negative gradient", "ratio": "ratio"}
 # A panel switches to a log axis when its values span this many times.
@@ -32,9 +33,9 @@ MIN_BAR_PIXELS = 3.0
 SERIES_COLORS = ("tab:blue", "tab:orange")
 # Font sizes in points.
 TITLE_SIZE, PANEL_TITLE_SIZE, LABEL_SIZE, TICK_SIZE, GROUP_SIZE = 11.0, 10.0, 9.0, 8.0, 8.0
-# The y tick labels change with the statistics while the layout is kept, so
-# it reserves room for the widest label `_short_number` writes in practice.
-WIDEST_Y_TICK = "8.88e-8"
+# The y tick labels change with the statistics while the layout is kept: it
+# starts with room for labels this wide and is redone when they outgrow it.
+INITIAL_Y_TICK = "0.88"
 TICK_LENGTH, TICK_PAD, PAD = 3.0, 2.0, 4.0  # points
 
 
@@ -175,12 +176,14 @@ class StatisticsFigure:
     redraws only the bars, spines, y axes and title on top of them: text
     rendering and layout are most of matplotlib's cost, and the class axes
     hold most of the text. The layout is computed in pixels whenever the
-    classes, their order, names, groups or series change, and it reserves
-    room for the widest y tick label, so the kept layout fits every redraw.
+    classes, their order, names, groups or series change, or the y tick
+    labels outgrow the room it left them.
 
     Args:
         figsize: `(width, height)` in inches.
         dpi: pixels per inch.
+        panels: which panels to draw, in order: some of `"positive"`,
+            `"negative"` and `"ratio"`.
 
     Example:
         >>> panels = StatisticsFigure(figsize=(9.6, 3.0), dpi=100)
@@ -190,14 +193,20 @@ class StatisticsFigure:
         (300, 960, 4)
     """
 
-    def __init__(self, figsize=(12.0, 4.0), dpi=100):
+    def __init__(self, figsize=(12.0, 4.0), dpi=100, panels=PANELS):
         figsize, dpi = _check_size("StatisticsFigure", figsize, dpi)
+        panels = (panels,) if isinstance(panels, str) else tuple(panels)
+        if not panels or len(set(panels)) != len(panels) or not set(panels) <= set(PANELS):
+            raise ValueError(f"plot_gradient_statistics: panels must be some of {list(PANELS)}, "
+                             f"each once, got {panels!r}.")
         self.figure = _new_figure(*figsize, dpi)  # first: it explains a missing matplotlib
         from matplotlib.ticker import FuncFormatter, NullFormatter
 
-        self._axes = self.figure.subplots(1, 3)
+        self._panels = panels
+        self._axes = list(np.atleast_1d(self.figure.subplots(1, len(panels))))
         self._tick_formatter = FuncFormatter(_short_number)
-        for axis, (_, title, ylabel) in zip(self._axes, STATISTICS_PANELS):
+        for axis, (_, title, ylabel) in zip(self._axes, (p for key in panels for p in STATISTICS_PANELS
+                                                           if p[0] == key)):
             axis.set_title(title, fontsize=PANEL_TITLE_SIZE)
             axis.set_ylabel(ylabel, fontsize=LABEL_SIZE)
             axis.yaxis.set_major_formatter(self._tick_formatter)
@@ -208,6 +217,7 @@ class StatisticsFigure:
             axis.margins(x=0.0)
         self._title = self.figure.text(0.0, 1.0, "", ha="left", va="top", fontsize=TITLE_SIZE)
         self._bars = []  # per panel, one `_Bars` per series
+        self._y_tick_room = None  # pixels the layout leaves for y tick labels
         self._static = []  # artists of the last layout, removed on the next one
         self._layout_key = None  # what the kept layout shows
         self._background = None  # pixels of everything but `_changing_artists`
@@ -236,8 +246,6 @@ class StatisticsFigure:
         Returns:
             The updated `matplotlib.figure.Figure`.
         """
-        from matplotlib.ticker import NullFormatter
-
         stats = _as_statistics(stats_or_loss)
         num_classes = stats["ratio"].size
         series, labels = [stats], [label or _series_label(stats_or_loss, "statistics")]
@@ -273,19 +281,31 @@ class StatisticsFigure:
         names = None if class_names is None else tuple(str(name) for name in class_names)
         layout_key = (tuple(order.tolist()), names, None if counts is None else tuple(counts.tolist()),
                       None if resolved is None else tuple((k, tuple(v)) for k, v in resolved.items()),
-                      tuple(labels), sorted_by, tuple(self.figure.bbox.size))
+                      tuple(labels), sorted_by, tuple(self.figure.bbox.size), title != "")
         if title is None:
             steps = _steps(stats_or_loss)
             title = " vs ".join(labels) + ": gradient statistics" + (
                 "" if steps is None else f" after {steps:,} training steps")
         self._title.set_text(title)
+        renderer = self.figure.canvas.get_renderer()
         if layout_key != self._layout_key:
             self._lay_out(order, names, counts, resolved, labels, sorted_by)
             self._layout_key, self._background = layout_key, None
-        renderer = self.figure.canvas.get_renderer()
+        self._set_values(series, order, renderer)
+        widest = max(self._y_tick_widths(axis, renderer) for axis in self._axes)
+        if widest > self._y_tick_room:  # wider y tick labels than the layout has room for
+            self._y_tick_room = max(widest, 1.25 * self._y_tick_room)  # grow in steps: few re-layouts
+            self._lay_out(order, names, counts, resolved, labels, sorted_by)
+            self._background = None
+            self._set_values(series, order, renderer)
         self._fit_title(renderer)
+        return self.figure
 
-        for axis, bars, (key, _, _) in zip(self._axes, self._bars, STATISTICS_PANELS):
+    def _set_values(self, series, order, renderer):
+        """Bars, y scales and limits, and y label positions for new statistics."""
+        from matplotlib.ticker import NullFormatter
+
+        for axis, bars, key in zip(self._axes, self._bars, self._panels):
             columns = [values[key][order] for values in series]
             everything = np.concatenate(columns)
             log_bottom = _log_baseline(everything)
@@ -303,8 +323,8 @@ class StatisticsFigure:
             axis.set_ylim(*limits)
             for artist, values in zip(bars, columns):
                 artist.set_values(values, bottom)
-            self._place_ylabel(axis, renderer)
-        return self.figure
+            room = (TICK_LENGTH + TICK_PAD + PAD) * self.figure.dpi / 72.0 + self._y_tick_widths(axis, renderer)
+            axis.yaxis.set_label_coords(-room / self._panel_width, 0.5)  # the label's right edge: by the ticks
 
     def _fit_title(self, renderer):
         """Shrinks a title wider than the room the layout left it (at least 6 points)."""
@@ -316,13 +336,11 @@ class StatisticsFigure:
         if width > room:
             self._title.set_fontsize(max(6.0, TITLE_SIZE * room / width))
 
-    def _place_ylabel(self, axis, renderer):
-        """The y label next to this update's widest y tick label (the layout has room for the widest)."""
+    def _y_tick_widths(self, axis, renderer):
+        """Width in pixels of the widest y tick label the axis will draw."""
         low, high = sorted(axis.get_ylim())
         ticks = [tick for tick in axis.yaxis.get_majorticklocs() if low <= tick <= high]
-        widest = max((self._text_size(renderer, _short_number(tick), TICK_SIZE)[0] for tick in ticks), default=0.0)
-        room = (TICK_LENGTH + TICK_PAD + PAD) * self.figure.dpi / 72.0 + widest
-        axis.yaxis.set_label_coords(-room / self._panel_width, 0.5)  # the label's right edge
+        return max((self._text_size(renderer, _short_number(tick), TICK_SIZE)[0] for tick in ticks), default=0.0)
 
     # -- layout ----------------------------------------------------------------
     def _text_size(self, renderer, text, size, rotation=0):
@@ -334,29 +352,34 @@ class StatisticsFigure:
         extent = artist.get_window_extent(renderer)
         return extent.width, extent.height
 
-    def _class_ticks(self, renderer, order, names, counts, spacing):
-        """Tick positions, labels, rotation and what the labels show, for one panel."""
+    def _class_ticks(self, renderer, order, names, counts, spacing, max_height):
+        """Tick positions, labels, rotation and what the labels show, for one panel.
+
+        Every class gets a label while one fits beside the next, horizontal or
+        else rotated (no taller than `max_height`): its name or id with its
+        training count, or without the count if that is what it takes. Beyond
+        that, every `step`-th rank is labelled with its count (or the rank).
+        """
         num_classes = order.size
         px = self.figure.dpi / 72.0
-        if num_classes <= 200:  # every class, if its label fits
-            texts = [names[i] if names is not None else str(i) for i in order]
+        positions = np.arange(num_classes) + 0.5
+        if num_classes <= 200:
+            plain = [names[i] if names is not None else str(i) for i in order]
+            candidates = [(plain, "class")]
             if counts is not None:
-                texts = [f"{text} ({_count_text(counts[i])})" for text, i in zip(texts, order)]
-            sizes = [self._text_size(renderer, text, TICK_SIZE) for text in texts]
-            widest, tallest = max(w for w, _ in sizes), max(h for _, h in sizes)
-            positions = np.arange(num_classes) + 0.5
-            shows = "class (training count)" if counts is not None else "class"
-            if widest + 2 * px <= spacing:
-                return positions, texts, 0, shows
-            if tallest + 1 * px <= spacing:
-                return positions, texts, 90, shows
-        # Thinned: every `step`-th rank, labelled with its training count (or the rank).
+                counted = [f"{text} ({_count_text(counts[i])})" for text, i in zip(plain, order)]
+                candidates.insert(0, (counted, "class (training count)"))
+            for texts, shows in candidates:
+                sizes = [self._text_size(renderer, text, TICK_SIZE) for text in texts]
+                widest, tallest = max(w for w, _ in sizes), max(h for _, h in sizes)
+                if widest + 2 * px <= spacing and tallest <= max_height:
+                    return positions, texts, 0, shows
+                if tallest + 1 * px <= spacing and widest <= max_height:
+                    return positions, texts, 90, shows
         if counts is not None:
-            ranked = [_count_text(counts[i]) for i in order]
-            shows = "training count"
+            ranked, shows = [_count_text(counts[i]) for i in order], "training count"
         else:
-            ranked = [str(rank) for rank in range(num_classes)]
-            shows = "rank"
+            ranked, shows = [str(rank) for rank in range(num_classes)], "rank"
         widest = max(self._text_size(renderer, text, TICK_SIZE)[0] for text in {max(ranked, key=len), ranked[0]})
         needed = (widest + 6 * px) / spacing
         step = next(m * 10 ** e for e in range(12) for m in (1, 2, 5) if m * 10 ** e >= needed)
@@ -382,27 +405,35 @@ class StatisticsFigure:
         line = {size: self._text_size(renderer, "Ag", size)[1] for size in
                 (TITLE_SIZE, PANEL_TITLE_SIZE, LABEL_SIZE, GROUP_SIZE)}
 
-        # Columns: [y label, y ticks, panel] x 3, with gaps, in pixels.
-        y_ticks = tick_room + self._text_size(renderer, WIDEST_Y_TICK, TICK_SIZE)[0] + pad
+        # Columns: [y label, y ticks, panel] per panel, with gaps, in pixels.
+        count = len(self._panels)
+        if self._y_tick_room is None:
+            self._y_tick_room = self._text_size(renderer, INITIAL_Y_TICK, TICK_SIZE)[0]
+        y_ticks = tick_room + self._y_tick_room + pad
         left = pad + line[LABEL_SIZE] + y_ticks
         gap, right = 2 * pad, 3 * pad
-        panel_width = (width - 3 * left - 2 * gap - right) / 3
+        panel_width = (width - count * left - (count - 1) * gap - right) / count
         if panel_width < 40:
             raise ValueError(
                 f"plot_gradient_statistics: a figure of {width:.0f} x {height:.0f} pixels is too "
-                "narrow for three panels; raise figsize or dpi.")
+                f"narrow for {count} panels; raise figsize or dpi.")
         spacing = panel_width / num_classes
-        positions, texts, rotation, shows = self._class_ticks(renderer, order, names, counts, spacing)
+        positions, texts, rotation, shows = self._class_ticks(
+            renderer, order, names, counts, spacing, max_height=0.3 * height)
         tick_heights = [self._text_size(renderer, text, TICK_SIZE, rotation)[1] for text in texts]
-        extra = {"class": "", "rank": " · ticks: rank", "training count": " · ticks: training count",
-                 "class (training count)": " · (n): training count"}[shows]
-        xlabel = f"classes by {sorted_by}, most first{extra}"
+        extra = {"class": "", "rank": " · ticks: rank", "training count": " · ticks: count",
+                 "class (training count)": " · (n): count"}[shows]
+        room = width - left - right
+        candidates = (f"classes by {sorted_by}, most first{extra}", f"classes, most frequent first{extra}",
+                      "classes, most frequent first")  # the longest that fits
+        xlabel = next(text for text in candidates
+                      if text == candidates[-1] or self._text_size(renderer, text, LABEL_SIZE)[0] <= room)
 
         # Rows: title (and legend), group names, panel titles, panel, ticks, x label.
         dense = spacing < MIN_BAR_PIXELS * len(labels)
         handles = [Patch(color=color, label=name) for color, name in zip(SERIES_COLORS, labels)]
         legend = None
-        title_row = pad + line[TITLE_SIZE] + 2 * pad
+        title_row = pad + line[TITLE_SIZE] + 2 * pad if self._title.get_text() else pad
         self._legend_in_title_row, self._legend_width = False, 0.0
         if len(labels) > 1:
             legend = self.figure.legend(handles=handles, loc="upper right", ncols=len(labels),
@@ -442,11 +473,12 @@ class StatisticsFigure:
         self._bars, self._panel_width = [], panel_width
         for index, axis in enumerate(self._axes):
             x0 = left + index * (panel_width + gap + left)
+            key = self._panels[index]
+            title = dict((key, title) for key, title, _ in STATISTICS_PANELS)[key]
             axis.set_position([x0 / width, bottom / height, panel_width / width, panel_height / height])
             axis.set_xlim(0, num_classes)
             axis.set_xticks(positions, texts, rotation=rotation, fontsize=TICK_SIZE,
                             ha="center", va="top", rotation_mode="default")
-            key, title, _ = STATISTICS_PANELS[index]
             if self._text_size(renderer, title, PANEL_TITLE_SIZE)[0] > panel_width:
                 title = SHORT_PANEL_TITLES[key]
             axis.set_title(title, fontsize=PANEL_TITLE_SIZE, pad=0,
@@ -510,7 +542,7 @@ class StatisticsFigure:
 
 def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=None, baseline=None,
                              groups=None, label=None, baseline_label=None, title=None,
-                             figsize=(12.0, 4.0), dpi=100):
+                             panels=PANELS, figsize=(12.0, 4.0), dpi=100):
     """Three panels, positive, negative and ratio, per class (Tan et al., Fig. 1).
 
     Classes run along the x axis from the most to the least frequent: by
@@ -536,7 +568,9 @@ def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=No
             class; see `keras_eql.metrics.class_groups`.
         label: legend name of `stats_or_loss` (default: the loss's name).
         baseline_label: legend name of `baseline` (default: its name).
-        title: figure title (default: names and training steps).
+        title: figure title (default: names and training steps; `""` for none).
+        panels: which panels to draw, in order: some of `"positive"`,
+            `"negative"` and `"ratio"` (e.g. `["ratio"]`).
         figsize: `(width, height)` in inches.
         dpi: pixels per inch.
 
@@ -555,7 +589,7 @@ def plot_gradient_statistics(stats_or_loss, class_counts=None, *, class_names=No
         '2 (5)'
     """
     (width, height), dpi = _check_size("plot_gradient_statistics", figsize, dpi)
-    return StatisticsFigure(figsize=(width, height), dpi=dpi).update(
+    return StatisticsFigure(figsize=(width, height), dpi=dpi, panels=panels).update(
         stats_or_loss, class_counts, class_names=class_names, baseline=baseline, groups=groups,
         label=label, baseline_label=baseline_label, title=title)
 

@@ -207,7 +207,7 @@ def test_many_classes_get_thinned_ticks_that_show_the_training_count():
     ranks = (axis.get_xticks() - 0.5).astype(int)
     assert ranks[0] == 0 and len(ranks) > 3
     assert tick_texts(axis) == [str(int(LVIS_COUNTS[order[rank]])) for rank in ranks]
-    assert "ticks: training count" in " ".join(text.get_text() for text in figure.texts)
+    assert "ticks: count" in " ".join(text.get_text() for text in figure.texts)
 
 
 def test_bars_have_gaps_and_a_baseline_is_drawn_beside():
@@ -249,6 +249,16 @@ def test_groups_sort_shade_and_name_the_classes():
     assert [text.get_text() for text in shots.axes[1].texts] == ["many", "medium", "few"]
     with pytest.raises(ValueError, match="needs class_counts"):
         plot_gradient_statistics(STATS, groups="lvis")
+
+
+def test_panels_can_be_chosen():
+    figure = plot_gradient_statistics(STATS, COUNTS, panels=["ratio"], title="", figsize=(3.0, 2.0), dpi=220)
+    assert [axis.get_title() for axis in figure.axes] == ["positive / negative ratio"]
+    np.testing.assert_array_equal(panel_values(figure)[0], STATS["ratio"][BY_COUNT])
+    assert not any(text.get_text() for text in figure.texts if text.get_fontsize() > 10)  # no figure title
+    assert layout_problems(figure) == []
+    with pytest.raises(ValueError, match="panels must be some of"):
+        plot_gradient_statistics(STATS, panels=["ratio", "ratio"])
 
 
 @pytest.mark.parametrize("figsize, dpi, size", [((6.0, 3.0), 200, (1200, 600)), ((16.0, 5.0), 72, (1152, 360))])
