@@ -19,9 +19,12 @@ from keras_eql.metrics import _check_counts, _group_ids, class_groups
 
 # `output`: the name of the loss's output (the loss's own name in a model with one output).
 CSV_COLUMNS = ("epoch", "step", "output", "class", "class_name", "group", "positive", "negative", "ratio")
-# Size of the TensorBoard image: TensorBoard shows it scaled to its card, so
-# it is drawn small in inches and large in fonts (see `_write_image`).
-IMAGE_FIGSIZE, IMAGE_DPI = (12.0, 4.0), 100
+# TensorBoard scales every image into its card, about 320 x 210 pixels: one
+# image per panel, of the card's shape, with large text for its size, drawn
+# at twice the card's resolution so that text survives the browser's scaling
+# (and "show actual image size" shows it large and sharp).
+IMAGE_FIGSIZE, IMAGE_DPI = (3.0, 2.0), 220
+IMAGE_PANELS = ("positive", "negative", "ratio")
 
 
 def _summary_function(tag, group_names):
@@ -46,9 +49,11 @@ def _image_summary_function(tag):
     encoding; traced, the encoding is most of what is left.
     """
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([None, None, 4], tf.uint8)])
-    def write(step, pixels):
-        tf.summary.image(f"{tag}/gradient_statistics", pixels[None, ..., :3], step=step)  # opaque: RGB
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([None, None, None, 4], tf.uint8)])
+    def write(step, pixels):  # one image per panel
+        for index, panel in enumerate(IMAGE_PANELS):
+            tf.summary.image(f"{tag}/gradient_statistics/{panel}", pixels[index:index + 1, ..., :3],
+                             step=step)  # opaque: RGB
 
     return write
 
@@ -65,9 +70,10 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
     * TensorBoard (`log_dir`), in `<log_dir>/train` next to Keras's own
       TensorBoard callback's training logs: scalars
       `<name>/ratio_mean/<group>` (the mean ratio of each group's classes),
-      and at epoch ends only, the image `<name>/gradient_statistics` of
-      `plot_gradient_statistics` (needs matplotlib; skipped with a warning
-      without it). The step is `model.optimizer.iterations`, as in Keras's
+      and at epoch ends only, the three panels of `plot_gradient_statistics`
+      as images `<name>/gradient_statistics/{positive,negative,ratio}`, each
+      drawn for a TensorBoard card so that it reads there without zooming
+      (needs matplotlib; skipped with a warning without it). The step is `model.optimizer.iterations`, as in Keras's
       TensorBoard callback with `update_freq` in batches. There is no
       per-class histogram: a histogram of per-class values loses which class
       is which; the image and the CSV keep it.
@@ -283,11 +289,13 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
             from keras_eql.plotting import StatisticsFigure
 
             if name not in self._figures:  # built once: redrawing only the statistics is cheap
-                self._figures[name] = StatisticsFigure(figsize=IMAGE_FIGSIZE, dpi=IMAGE_DPI)
-            panels = self._figures[name]
-            panels.update(stats, counts, class_names=class_names, groups=groups,
-                          title=f"{name}: gradient statistics at step {step:,}")
-            pixels = panels.rgba()
+                self._figures[name] = [StatisticsFigure(figsize=IMAGE_FIGSIZE, dpi=IMAGE_DPI, panels=[panel])
+                                       for panel in IMAGE_PANELS]
+            pixels = []
+            for figure in self._figures[name]:  # the card shows the name and step: no title
+                figure.update(stats, counts, class_names=class_names, groups=groups, title="")
+                pixels.append(figure.rgba())
+            pixels = np.stack(pixels)
         except ImportError as error:
             self._warn_once("matplotlib", f"GradientStatisticsLogger: no image summaries ({error}).")
             return

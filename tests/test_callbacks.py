@@ -97,7 +97,8 @@ def test_tensorboard_group_scalars_match_statistics_without_histograms(trained):
     # Next to Keras's TensorBoard callback's `train` run; no per-class histograms.
     tensors = read_tensors(trained["directory"] / "tb" / "train")
     expected_tags = {f"sigmoid_eql/ratio_mean/{g}" for g in EXPECTED_GROUPS}
-    assert set(tensors) == expected_tags | {"sigmoid_eql/gradient_statistics"}
+    images = {f"sigmoid_eql/gradient_statistics/{panel}" for panel in ("positive", "negative", "ratio")}
+    assert set(tensors) == expected_tags | images
     for group in EXPECTED_GROUPS:
         events = tensors[f"sigmoid_eql/ratio_mean/{group}"]
         assert [step for step, _ in events] == trained["logged"]
@@ -109,14 +110,22 @@ def test_tensorboard_group_scalars_match_statistics_without_histograms(trained):
     np.testing.assert_array_equal(trained["snapshots"][last_step]["ratio"], final["ratio"])
 
 
-def test_tensorboard_image_is_the_plot_at_epoch_ends(trained):
-    events = read_tensors(trained["directory"] / "tb" / "train")["sigmoid_eql/gradient_statistics"]
-    assert [step for step, _ in events] == trained["epoch_ends"]
-    width, height, png = events[-1][1]
-    image = tf.io.decode_png(png).numpy()
-    expected = (round(IMAGE_FIGSIZE[0] * IMAGE_DPI), round(IMAGE_FIGSIZE[1] * IMAGE_DPI))
-    assert (int(width), int(height)) == expected and image.shape[:2] == expected[::-1]
-    assert image[..., :3].std() > 0  # not a blank canvas
+def test_tensorboard_images_are_the_plot_panels_at_card_size_at_epoch_ends(trained):
+    from keras_eql.plotting import StatisticsFigure
+
+    tensors = read_tensors(trained["directory"] / "tb" / "train")
+    expected_size = (round(IMAGE_FIGSIZE[0] * IMAGE_DPI), round(IMAGE_FIGSIZE[1] * IMAGE_DPI))
+    assert 1.4 <= expected_size[0] / expected_size[1] <= 1.7  # a TensorBoard card's shape
+    for panel in ("positive", "negative", "ratio"):
+        events = tensors[f"sigmoid_eql/gradient_statistics/{panel}"]
+        assert [step for step, _ in events] == trained["epoch_ends"]
+        width, height, png = events[-1][1]
+        image = tf.io.decode_png(png).numpy()
+        assert (int(width), int(height)) == expected_size and image.shape[:2] == expected_size[::-1]
+        fresh = StatisticsFigure(figsize=IMAGE_FIGSIZE, dpi=IMAGE_DPI, panels=[panel])
+        fresh.update(trained["loss"].gradient_statistics(), CLASS_COUNTS, title="",
+                     class_names=[str(index) for index in range(NUM_CLASSES)], groups=EXPECTED_GROUPS)
+        np.testing.assert_array_equal(image, fresh.rgba()[..., :3])  # the figure of the final statistics
 
 
 @pytest.mark.parametrize("every, expected_epochs", [(2, [2, 4]), (None, [])])
@@ -127,7 +136,7 @@ def test_image_frequency_is_configurable(tmp_path, every, expected_epochs):
     tiny_model(loss).fit(features, labels, batch_size=ROWS, epochs=4, verbose=0,
                          callbacks=[logger])
     tensors = read_tensors(tmp_path / "train")
-    steps = [step for step, _ in tensors.get("sigmoid_eql/gradient_statistics", [])]
+    steps = [step for step, _ in tensors.get("sigmoid_eql/gradient_statistics/ratio", [])]
     assert steps == expected_epochs  # one step per epoch: step == epoch number
     assert [step for step, _ in tensors["sigmoid_eql/ratio_mean/tail"]] == [1, 2, 3, 4]
 
@@ -225,7 +234,7 @@ def test_every_loss_of_a_multi_output_model_is_logged_under_its_output_name(tmp_
     assert counts == {"a": 4, "b": 3}
     assert {"a_ratio_tail", "b_ratio_tail", "a_loss", "b_loss"} <= set(history.history)
     tags = set(read_tensors(tmp_path / "tb" / "train"))
-    assert {"a/ratio_mean/tail", "b/ratio_mean/tail", "a/gradient_statistics"} <= tags
+    assert {"a/ratio_mean/tail", "b/ratio_mean/tail", "a/gradient_statistics/ratio"} <= tags
 
 
 @pytest.mark.parametrize("outputs, loss", [
