@@ -268,15 +268,17 @@ class StatisticsFigure:
                 f"plot_gradient_statistics: class_names must list {num_classes} names, "
                 f"got {class_names!r:.200}.")
         sorted_by = "training count" if counts is not None else "positives seen"
+        frequency = counts if counts is not None else stats["positive"]
+        order = np.lexsort((np.arange(num_classes), -frequency))
         resolved = None
         if groups is not None:
             resolved = class_groups(groups, counts, num_classes=num_classes, rank_by=stats["positive"],
                                     label="plot_gradient_statistics")
-            sorted_by = "group, then " + sorted_by
-        group_ids = np.zeros(num_classes) if resolved is None else _group_ids(resolved, num_classes)
-        group_ids = np.where(group_ids < 0, num_classes, group_ids)  # classes in no group last
-        frequency = counts if counts is not None else stats["positive"]
-        order = np.lexsort((np.arange(num_classes), -frequency, group_ids))
+            group_ids = _group_ids(resolved, num_classes)
+            group_ids = np.where(group_ids < 0, num_classes, group_ids)  # classes in no group last
+            by_group = np.lexsort((np.arange(num_classes), -frequency, group_ids))
+            if not np.array_equal(by_group, order):  # groups that do not follow the frequency
+                order, sorted_by = by_group, "group, then " + sorted_by
 
         names = None if class_names is None else tuple(str(name) for name in class_names)
         layout_key = (tuple(order.tolist()), names, None if counts is None else tuple(counts.tolist()),
