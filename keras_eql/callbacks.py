@@ -21,9 +21,9 @@ from keras_eql.metrics import _check_counts, _group_ids, class_groups
 CSV_COLUMNS = ("epoch", "step", "output", "class", "class_name", "group", "positive", "negative", "ratio")
 # TensorBoard scales every image into its card, about 320 x 210 pixels: one
 # image per panel, of the card's shape, with large text for its size, drawn
-# at twice the card's resolution so that text survives the browser's scaling
+# at 1.7 times the card's resolution so that the text survives the scaling
 # (and "show actual image size" shows it large and sharp).
-IMAGE_FIGSIZE, IMAGE_DPI = (3.0, 2.0), 220
+IMAGE_FIGSIZE, IMAGE_DPI = (3.0, 2.0), 180
 IMAGE_PANELS = ("positive", "negative", "ratio")
 
 
