@@ -85,6 +85,12 @@ def equalization_losses(model):
 def gradient_statistics(model):
     """Every keras_eql loss's per-class statistics, from any compiled model.
 
+    The statistics accumulate each row's gradient as training saw it, its
+    weight included: `sample_weight`, and `class_weight`, which Keras turns
+    into one weight per row. `class_weight={k: 3.0}` triples class `k`'s
+    positive gradient (and what its rows add to the other classes'
+    negatives), so an EQL loss re-balances on top of that weighting.
+
     Args:
         model: a compiled `keras.Model` with one or several outputs.
 
