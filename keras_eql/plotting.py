@@ -426,8 +426,11 @@ class StatisticsFigure:
         extra = {"class": "", "rank": " · ticks: rank", "training count": " · ticks: count",
                  "class (training count)": " · (n): count"}[shows]
         room = width - left - right
+        short = {"class": "classes, most frequent first", "rank": "classes; ticks: rank",
+                 "training count": "classes; ticks: training count",
+                 "class (training count)": "classes (training count)"}[shows]
         candidates = (f"classes by {sorted_by}, most first{extra}", f"classes, most frequent first{extra}",
-                      "classes, most frequent first")  # the longest that fits
+                      short, "classes")  # the longest that fits
         xlabel = next(text for text in candidates
                       if text == candidates[-1] or self._text_size(renderer, text, LABEL_SIZE)[0] <= room)
 
