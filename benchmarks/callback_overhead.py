@@ -15,11 +15,11 @@ Variants, interleaved, their order alternating between repetitions so that
 machine load hits all alike:
 
 * `baseline`: no callback;
-* `logger`: `GradientStatisticsLogger` with TensorBoard, CSV and the image,
-  logging at epoch ends (the default);
-* `logger_every_50`: the same, plus scalars, histograms and CSV rows every
+* `logger`: `GradientStatisticsLogger` with TensorBoard, CSV and the three
+  panel images, logging at epoch ends (the default);
+* `logger_every_50`: the same, plus scalars and CSV rows every
   50 steps;
-* `logger_no_image`: TensorBoard scalars and histograms and CSV at epoch
+* `logger_no_image`: TensorBoard scalars and CSV at epoch
   ends, no image (`image_every_n_epochs=None`);
 * `logger_csv_only`: no `log_dir` (so no TensorBoard and no image): CSV rows
   and `logs` at epoch ends.

@@ -8,6 +8,7 @@ their ratio to re-balance later steps.
 from keras_eql import baselines, callbacks, functional, metrics, plotting
 from keras_eql._base import EqualizationLoss
 from keras_eql._saving import load_model
+from keras_eql._model_losses import equalization_losses, gradient_statistics
 from keras_eql._statistics import GradientStatistics
 from keras_eql._targets import validate_labels
 from keras_eql.baselines import (
@@ -40,7 +41,9 @@ __all__ = [
     "GradientStatisticsLogger",
     "GroupedAccuracy",
     "callbacks",
+    "equalization_losses",
     "frequency_groups",
+    "gradient_statistics",
     "grouped_coco_ap",
     "metrics",
     "plot_gradient_statistics",

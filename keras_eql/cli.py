@@ -1,14 +1,20 @@
-"""`keras-eql demo`: Softmax-EQL against cross-entropy on Fashion-MNIST-LT.
+"""`keras-eql demo`: Softmax-EQL, cross-entropy and two prior-based baselines on Fashion-MNIST-LT.
 
 The demo subsamples Fashion-MNIST's training set with the exponential
 profile (imbalance factor 100 by default: 6000 images of class 0 down to 60
 of class 9), keeps the balanced test set, trains the same small CNN once per
-loss with `jit_compile=True`, and reports overall accuracy and the mean
+loss with `jit_compile=True` (cross-entropy, Softmax-EQL, the logit-adjusted
+loss and Balanced Softmax), and reports overall accuracy and the mean
 per-class accuracy of the head (classes 0-3), medium (4-6) and tail (7-9)
 groups, see `keras_eql.data.head_medium_tail`. Into `--output-dir` it writes
 `results.json`, `details.json` (counts, groups, per-class accuracy, timings,
-data source), `gradient_statistics.png` (Tan et al., Fig. 1, for the
-Softmax-EQL run) and TensorBoard logs under `tensorboard/<method>/`.
+data source, statistics), `gradient_statistics.png` (Tan et al., Fig. 1:
+Softmax-EQL's statistics beside cross-entropy's), `statistics.csv` (the
+`GradientStatisticsLogger` CSV of both, four times per epoch: Fig. 2 with
+`keras_eql.plot_ratio_history`) and TensorBoard logs under
+`tensorboard/<method>/`: Keras's, the gradient statistics' group ratios and
+panels, and the accuracy per group on a fixed balanced part of the test set
+after every epoch.
 
 The pieces (`small_cnn`, `make_loss`, `train_and_evaluate`) are public so
 that `examples/classification_lt.py` reuses them with more options.
@@ -41,6 +47,10 @@ RECIPES = {
     "authors": {"learning_rate": 3.0, "temperature": 30.0, "momentum": 0.9,
                 "weight_decay": 5e-4},
 }
+# Legend names in the figure.
+DISPLAY_NAMES = {"cross_entropy": "cross-entropy", "softmax_eql": "Softmax-EQL"}
+# Test images per class scored after every epoch for TensorBoard (the table uses them all).
+EPOCH_TEST_IMAGES_PER_CLASS = 100
 DEFAULTS = {"epochs": 12, "imbalance_factor": 100.0, "seed": 0, "batch_size": 128,
             "learning_rate": RECIPES["default"]["learning_rate"], "width": 24,
             "output_dir": "demo_output", "recipe": "default"}
@@ -121,7 +131,9 @@ def make_loss(method, class_counts):
             baselines; the EQL loss learns its statistics itself).
 
     Returns:
-        A `keras.losses.Loss` taking raw logits and sparse labels.
+        A `keras.losses.Loss` taking raw logits and sparse labels. Cross-entropy
+        is `SoftmaxEQL(tau=0)`: the same loss (no re-weighting), with the
+        gradient statistics that Fig. 1 draws beside Softmax-EQL's.
 
     Raises:
         ValueError: unknown method.
@@ -130,13 +142,11 @@ def make_loss(method, class_counts):
         >>> make_loss("softmax_eql", [6000, 60]).name
         'softmax_eql'
     """
-    import keras
-
     import keras_eql
 
     counts = [float(c) for c in class_counts]
     if method == "cross_entropy":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")
+        return keras_eql.SoftmaxEQL(num_classes=len(counts), tau=0.0, name="cross_entropy")
     if method == "softmax_eql":
         return keras_eql.SoftmaxEQL(num_classes=len(counts))
     if method == "logit_adjusted":
@@ -177,23 +187,68 @@ def image_dataset(images, labels, batch_size, *, shuffle_seed=None):
     return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(2)
 
 
-def _loggers(loss, log_dir, class_counts):
-    """TensorBoard, plus the gradient-statistics logger for keras_eql losses."""
+def _balanced_part(labels, per_class):
+    """Indices of the first `per_class` images of every class (all of a smaller set)."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
+
+
+def _test_accuracy_logger(images, labels, groups, log_dir):
+    """A callback: accuracy per group on `images` after every epoch, in `logs` and TensorBoard.
+
+    TensorBoard gets `test_accuracy/<overall|group>` in the run `<log_dir>/test`,
+    the step being the epoch as in Keras's `epoch_*` scalars.
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_eql import data
+
+    class TestAccuracyLogger(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "test"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logits = self.model.predict(image_dataset(images, labels, 1000), verbose=0)
+            accuracy = data.group_accuracy(labels, np.argmax(logits, axis=-1), groups)
+            with self.writer.as_default():
+                for name, value in accuracy.items():
+                    tf.summary.scalar(f"test_accuracy/{name}", value, step=epoch)
+            self.writer.flush()
+            if logs is not None:  # the progress bar shows them
+                logs.update({f"test_{name}": value for name, value in accuracy.items()})
+
+        def on_train_end(self, logs=None):
+            self.writer.close()
+
+    return TestAccuracyLogger()
+
+
+def _loggers(loss, log_dir, class_counts, test_split=None, csv_path=None, every_n_steps=None):
+    """TensorBoard, the gradient-statistics logger for keras_eql losses, per-group test accuracy."""
     import keras
 
+    from keras_eql import data
+
+    groups = data.head_medium_tail(class_counts)
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if test_split is not None:
+        images, labels = test_split
+        part = _balanced_part(labels, EPOCH_TEST_IMAGES_PER_CLASS)
+        callbacks.append(_test_accuracy_logger(images[part], labels[part], groups, log_dir))
     if hasattr(loss, "gradient_statistics"):
-        try:
-            from keras_eql.callbacks import GradientStatisticsLogger
-        except ImportError:
-            return callbacks
-        callbacks.append(GradientStatisticsLogger(log_dir=log_dir, class_counts=list(class_counts)))
+        from keras_eql.callbacks import GradientStatisticsLogger
+
+        names = list(data.CLASS_NAMES) if len(class_counts) == len(data.CLASS_NAMES) else None
+        callbacks.append(GradientStatisticsLogger(
+            log_dir=log_dir, csv_path=csv_path, every_n_steps=every_n_steps,
+            class_counts=list(class_counts), class_names=names, groups=groups))
     return callbacks
 
 
 def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
                        learning_rate=None, width=24, seed=0, jit_compile=True,
-                       strategy=None, log_dir=None, verbose=1, loss=None, recipe="default"):
+                       strategy=None, log_dir=None, verbose=1, loss=None, recipe="default",
+                       statistics_csv=None):
     """Train `small_cnn` with one loss and evaluate it per group.
 
     A cosine-decayed learning rate, no warm-up (softmax losses on a small
@@ -215,10 +270,15 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         jit_compile: compile the train step with XLA.
         strategy: a `tf.distribute.Strategy` whose scope builds the model and
             loss, or None.
-        log_dir: TensorBoard directory of this run, or None.
+        log_dir: TensorBoard directory of this run, or None. With one, the
+            accuracy per group on a balanced part of the test set
+            (`EPOCH_TEST_IMAGES_PER_CLASS` per class) is logged after every
+            epoch.
         verbose: Keras `fit` verbosity (1: progress bar).
         loss: a loss instance overriding `make_loss(method, class_counts)`.
         recipe: `"default"` or `"authors"` (see `RECIPES`).
+        statistics_csv: with `log_dir`, the `GradientStatisticsLogger` CSV of
+            a keras_eql loss (four rows of statistics per epoch), or None.
 
     Returns:
         `(metrics, loss)`: `{"overall", "head", "medium", "tail",
@@ -249,7 +309,8 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         else:
             optimizer = keras.optimizers.Adam(schedule)
         model.compile(optimizer, loss=loss, jit_compile=jit_compile)
-    callbacks = _loggers(loss, log_dir, class_counts) if log_dir else []
+    callbacks = _loggers(loss, log_dir, class_counts, (x_test, y_test), csv_path=statistics_csv,
+                         every_n_steps=max(1, steps_per_epoch // 4)) if log_dir else []
     tf.random.set_seed(seed)
     started = time.perf_counter()
     model.fit(image_dataset(x_train, y_train, batch_size, shuffle_seed=seed),
@@ -287,35 +348,33 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def save_statistics_figure(loss, class_counts, path):
+def save_statistics_figure(loss, class_counts, path, *, baseline=None):
     """Write the positive / negative / ratio panels (Tan et al., Fig. 1) to `path`.
-
-    Uses `keras_eql.plotting.plot_gradient_statistics` when it is importable,
-    else draws the three bar charts here (matplotlib's Figure/Agg API).
 
     Args:
         loss: a trained keras_eql loss.
         class_counts: training images per class (x axis: frequent first).
         path: PNG file to write.
-    """
-    try:
-        from keras_eql.plotting import plot_gradient_statistics
-    except ImportError:
-        plot_gradient_statistics = None
-    if plot_gradient_statistics is not None:
-        figure = plot_gradient_statistics(loss, class_counts=list(class_counts))
-    else:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        baseline: optional second trained loss drawn beside (the demo's
+            cross-entropy, `SoftmaxEQL(tau=0)`).
 
-        stats = loss.gradient_statistics()
-        figure = Figure(figsize=(12, 3.4), dpi=80)
-        FigureCanvasAgg(figure)
-        for axis, key in zip(figure.subplots(1, 3), ("positive", "negative", "ratio")):
-            axis.bar(range(len(class_counts)), stats[key])
-            axis.set_title(f"accumulated {key}" if key != "ratio" else "positive / negative ratio")
-            axis.set_xlabel("class (frequent first)")
+    Returns:
+        True if written, False without matplotlib (a message says so).
+    """
+    from keras_eql import data
+    from keras_eql.plotting import plot_gradient_statistics
+
+    names = list(data.CLASS_NAMES) if len(class_counts) == len(data.CLASS_NAMES) else None
+    try:
+        figure = plot_gradient_statistics(
+            loss, class_counts=list(class_counts), class_names=names, baseline=baseline,
+            groups=data.head_medium_tail(class_counts), label=DISPLAY_NAMES.get(loss.name),
+            baseline_label=None if baseline is None else DISPLAY_NAMES.get(baseline.name))
+    except ImportError as error:
+        print(f"No gradient statistics figure: {error}")
+        return False
     figure.savefig(path)
+    return True
 
 
 # -- command line ----------------------------------------------------------------
@@ -376,7 +435,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="Softmax-EQL vs cross-entropy on Fashion-MNIST-LT",
+        "demo", help="train cross-entropy, Softmax-EQL and two baselines on Fashion-MNIST-LT",
         description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
     demo.add_argument("--imbalance-factor", type=imbalance_factor, default=DEFAULTS["imbalance_factor"],
@@ -427,6 +486,9 @@ def run_demo(args):
         args.learning_rate = RECIPES[args.recipe]["learning_rate"]
     started = time.perf_counter()
     os.makedirs(args.output_dir, exist_ok=True)
+    statistics_csv = os.path.join(args.output_dir, "statistics.csv")
+    if os.path.exists(statistics_csv):  # the logger appends: start this run's afresh
+        os.remove(statistics_csv)
     source = data.load_fashion_mnist(seed=args.seed)
     print(f"Fashion-MNIST source: {source.source}")
     indices = data.long_tailed_indices(source.y_train, args.imbalance_factor, seed=args.seed)
@@ -447,8 +509,9 @@ def run_demo(args):
     print("Groups: " + "; ".join(f"{g} = classes {groups[g]}" for g in GROUPS))
 
     available, missing = available_methods()
-    results, details = {}, {}
-    for method in args.methods:
+    results, details, trained = {}, {}, {}
+    # Cross-entropy first: its statistics are the baseline of Softmax-EQL's figure.
+    for method in sorted(args.methods, key=lambda name: name != "cross_entropy"):
         if method not in available:
             print(f"Skipping {method}: {missing[method]}.")
             continue
@@ -457,15 +520,18 @@ def run_demo(args):
             method, (x_train, y_train, x_test, y_test), counts, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
             seed=args.seed, jit_compile=args.jit_compile, verbose=args.verbose,
-            log_dir=os.path.join(args.output_dir, "tensorboard", method), recipe=args.recipe)
+            log_dir=os.path.join(args.output_dir, "tensorboard", method), recipe=args.recipe,
+            statistics_csv=statistics_csv)
         results[method] = {key: metrics[key] for key in ("overall",) + GROUPS}
         details[method] = metrics
-        if method == "softmax_eql":
-            figure_path = os.path.join(args.output_dir, "gradient_statistics.png")
-            save_statistics_figure(loss, counts, figure_path)
+        if hasattr(loss, "gradient_statistics"):
+            trained[method] = loss
             details[method]["gradient_statistics"] = {
                 k: v.tolist() for k, v in loss.gradient_statistics().items()}
-            print(f"Gradient statistics figure: {figure_path}")
+        if method == "softmax_eql":
+            figure_path = os.path.join(args.output_dir, "gradient_statistics.png")
+            if save_statistics_figure(loss, counts, figure_path, baseline=trained.get("cross_entropy")):
+                print(f"Gradient statistics figure: {figure_path}")
 
     with open(os.path.join(args.output_dir, "results.json"), "w") as handle:
         json.dump(results, handle, indent=2)
@@ -477,7 +543,9 @@ def run_demo(args):
         json.dump(run_info, handle, indent=2)
     print("\nTop-1 accuracy (%) on the balanced test set; groups = mean per-class accuracy")
     print(format_table(results))
-    print(f"\nWrote {os.path.join(args.output_dir, 'results.json')} and TensorBoard logs "
+    written = [name for name in ("results.json", "details.json", "gradient_statistics.png", "statistics.csv")
+               if os.path.exists(os.path.join(args.output_dir, name))]
+    print(f"\nWrote {', '.join(written)} and TensorBoard logs in {args.output_dir} "
           f"(tensorboard --logdir {os.path.join(args.output_dir, 'tensorboard')}) "
           f"in {run_info['seconds_total']:.0f} s.")
     return results

@@ -1,13 +1,18 @@
 """Long-tail evaluation: accuracy per frequency group and COCO AP per group.
 
-Two conventions, both decided by training counts:
+Three groupings, one rule per name everywhere in keras_eql (`GroupedAccuracy`,
+`GradientStatisticsLogger`, the plots, `class_groups`):
 
-* Classification (OLTR, Liu et al. 2019): many-shot classes have more than
-  100 training images, few-shot fewer than 20, medium the rest.
-  `frequency_groups` falls back to equal thirds by frequency rank when these
-  thresholds leave a group empty (CIFAR-10-LT gives 8 / 2 / 0 classes).
-* Detection (LVIS, Gupta et al. 2019): rare categories appear in at most 10
-  training images, common in 11-100, frequent in more than 100.
+* `"shots"`, **many / medium / few** (OLTR, Liu et al. 2019): more than 100
+  training samples, 20-100, fewer than 20. A group may be empty (CIFAR-10-LT
+  gives 8 / 2 / 0 classes).
+* `"lvis"`, **frequent / common / rare** (LVIS, Gupta et al. 2019): more than
+  100 training images, 11-100, at most 10.
+* `"thirds"`, **head / medium / tail**: equal thirds by frequency rank
+  (`rank_groups`; the `keras-eql demo` groups, `keras_eql.data.head_medium_tail`).
+
+Any other grouping is given as a mapping `{name: [class ids]}` or as one group
+label per class (e.g. LVIS's `frequency` field, `"r"`, `"c"`, `"f"`).
 
 pycocotools is an optional extra (`pip install keras-eql[coco]`), imported
 only when `grouped_coco_ap` runs.
@@ -25,6 +30,11 @@ from keras import ops
 
 SHOT_GROUPS = ("many", "medium", "few")
 LVIS_GROUPS = ("frequent", "common", "rare")
+THIRD_GROUPS = ("head", "medium", "tail")
+# The grouping rules `class_groups` knows by name; each name always means one rule.
+GROUPINGS = {"thirds": THIRD_GROUPS, "shots": SHOT_GROUPS, "lvis": LVIS_GROUPS}
+# Per-class label sets drawn in a fixed order (frequent first) rather than as met.
+_KNOWN_ORDERS = (THIRD_GROUPS, SHOT_GROUPS, LVIS_GROUPS, ("f", "c", "r"))
 
 
 def _check_counts(label, counts, *, minimum_length=1):
@@ -80,10 +90,9 @@ def rank_groups(values):
 def frequency_groups(class_counts):
     """Many (0) / medium (1) / few (2) group of each class from its counts.
 
-    The rule: many-shot if the class has more than 100 training samples,
-    few-shot if it has fewer than 20, medium otherwise; if that leaves any of
-    the three groups empty, every class is instead assigned by
-    `rank_groups` (equal thirds by frequency rank).
+    OLTR's rule: many-shot if the class has more than 100 training samples,
+    few-shot if it has fewer than 20, medium otherwise. A group may be empty;
+    for equal thirds by frequency use `rank_groups`.
 
     Args:
         class_counts: 1-D training sample counts per class.
@@ -95,29 +104,146 @@ def frequency_groups(class_counts):
         >>> frequency_groups([500, 150, 60, 30, 10, 5]).tolist()
         [0, 0, 1, 1, 2, 2]
         >>> frequency_groups([5000, 2997, 50]).tolist()  # no few-shot class
-        [0, 1, 2]
+        [0, 0, 1]
     """
     counts = _check_counts("frequency_groups", class_counts)
-    groups = _threshold_groups(counts, above=100, below=20)
-    if len(np.unique(groups)) == 3:
-        return groups
-    return rank_groups(counts)
+    return _threshold_groups(counts, above=100, below=20)
+
+
+def lvis_groups(image_counts):
+    """Frequent (0) / common (1) / rare (2) group of each class, as LVIS defines them.
+
+    Args:
+        image_counts: 1-D number of training images per class.
+
+    Returns:
+        An int array of group ids: more than 100 images frequent, 11-100
+        common, at most 10 rare.
+
+    Example:
+        >>> lvis_groups([1523, 101, 100, 11, 10, 1]).tolist()
+        [0, 0, 1, 1, 2, 2]
+    """
+    counts = _check_counts("lvis_groups", image_counts)
+    return _threshold_groups(counts, above=100, below=11)
+
+
+def _group_order(labels):
+    """Distinct labels, in a known frequent-first order or else as first met."""
+    distinct = list(dict.fromkeys(labels))
+    for order in _KNOWN_ORDERS:
+        if set(distinct) <= set(order):
+            return [name for name in order if name in distinct]
+    return distinct
+
+
+def class_groups(groups="thirds", class_counts=None, *, num_classes=None, rank_by=None, label="class_groups"):
+    """Resolve a grouping of the classes into `{group name: [class ids]}`.
+
+    Args:
+        groups: one of
+            * `"thirds"`: head / medium / tail, equal thirds by the rank of
+              `class_counts`, or of `rank_by` without counts;
+            * `"shots"`: many / medium / few by `frequency_groups(class_counts)`;
+            * `"lvis"`: frequent / common / rare by `lvis_groups(class_counts)`
+              (counts of training images);
+            * a mapping `{name: [class ids]}`, e.g.
+              `keras_eql.data.head_medium_tail(counts)`; a class may be in no
+              group, not in two;
+            * a sequence of one group label per class, e.g. LVIS's
+              `frequency` field (`"f"`, `"c"`, `"r"`).
+        class_counts: training samples (or images) per class; needed by
+            `"shots"` and `"lvis"`.
+        num_classes: number of classes, when `class_counts` does not say.
+        rank_by: per-class values standing in for the counts of `"thirds"`
+            when `class_counts` is None (the logger passes the accumulated
+            positive gradient).
+        label: prefix of error messages (who is asking).
+
+    Returns:
+        An ordered dict `{name: sorted class ids}`, frequent groups first. A
+        rule gives all three of its groups, an empty one as `[]`.
+
+    Example:
+        >>> class_groups("shots", [500, 150, 60, 30, 10])
+        {'many': [0, 1], 'medium': [2, 3], 'few': [4]}
+        >>> class_groups(["r", "f", "c", "f"])
+        {'f': [1, 3], 'c': [2], 'r': [0]}
+    """
+    counts = None if class_counts is None else _check_counts(f"{label}: class_counts", class_counts)
+    if num_classes is None and counts is not None:
+        num_classes = counts.size
+    if counts is not None and counts.size != num_classes:
+        raise ValueError(f"{label}: class_counts has {counts.size} entries for {num_classes} classes.")
+    if isinstance(groups, str):
+        if groups not in GROUPINGS:
+            raise ValueError(f"{label}: unknown groups {groups!r}; expected one of {sorted(GROUPINGS)}, "
+                             "a mapping {name: [class ids]} or one label per class.")
+        if groups == "thirds":
+            values = counts if counts is not None else rank_by
+            if values is None:
+                raise ValueError(f"{label}: groups='thirds' needs class_counts.")
+            ids = rank_groups(values)
+        elif counts is None:
+            raise ValueError(f"{label}: groups={groups!r} needs class_counts.")
+        else:
+            ids = frequency_groups(counts) if groups == "shots" else lvis_groups(counts)
+        return {name: np.flatnonzero(ids == index).tolist() for index, name in enumerate(GROUPINGS[groups])}
+    if isinstance(groups, dict):
+        resolved, seen = {}, {}
+        for name, members in groups.items():
+            members = [members] if isinstance(members, numbers.Integral) else list(members)
+            for member in members:
+                if isinstance(member, bool) or not isinstance(member, numbers.Integral) or not (
+                        num_classes is None or 0 <= member < num_classes):
+                    raise ValueError(
+                        f"{label}: group {name!r} lists {member!r}, not a class id in 0..{num_classes - 1}.")
+                if int(member) in seen:
+                    raise ValueError(
+                        f"{label}: class {int(member)} is in groups {seen[int(member)]!r} and {name!r}.")
+                seen[int(member)] = name
+            resolved[str(name)] = sorted(int(member) for member in members)
+        return resolved
+    try:
+        labels = [str(value) for value in groups]
+    except TypeError:
+        raise ValueError(f"{label}: groups must be a name, a mapping or one label per class, "
+                         f"got {groups!r:.200}.") from None
+    if num_classes is not None and len(labels) != num_classes:
+        raise ValueError(f"{label}: groups lists {len(labels)} labels for {num_classes} classes.")
+    return {name: [index for index, value in enumerate(labels) if value == name]
+            for name in _group_order(labels)}
+
+
+def _group_ids(groups, num_classes):
+    """Per-class index into `list(groups)` (-1: in no group) of a resolved grouping."""
+    ids = np.full(num_classes, -1, dtype=np.int64)
+    for index, members in enumerate(groups.values()):
+        ids[members] = index
+    return ids
 
 
 @keras.saving.register_keras_serializable(package="keras_eql")
 class GroupedAccuracy(keras.metrics.Metric):
-    """Top-1 accuracy overall and per many / medium / few-shot group.
+    """Top-1 accuracy overall and per frequency group (many / medium / few-shot by default).
 
-    Groups come from `frequency_groups(class_counts)`. Following OLTR's
-    `shot_acc`, a group's accuracy is the mean of the per-class accuracies
-    of its classes that have samples in the evaluated data; the overall value
-    is the plain sample accuracy. A value with nothing to average over is NaN.
-    Labels outside `[0, C)` (e.g. an ignore label of -1) are skipped.
+    Groups come from `class_groups(groups, class_counts)`: by default OLTR's
+    many / medium / few-shot thresholds (more than 100 training samples,
+    20-100, fewer than 20), the ones `GradientStatisticsLogger` and the plots
+    use under the same names. Following OLTR's `shot_acc`, a group's accuracy
+    is the mean of the per-class accuracies of its classes that have samples
+    in the evaluated data; the overall value is the plain sample accuracy. A
+    value with nothing to average over (an empty group, or no sample of its
+    classes yet) is NaN. Labels outside `[0, C)` (e.g. an ignore label of -1)
+    are skipped.
 
     Args:
         class_counts: training samples per class, length `C >= 2`.
-        name: metric name; the results are `name`, `name_many`,
-            `name_medium` and `name_few`.
+        groups: `"shots"` (default), `"thirds"` (head / medium / tail by
+            rank), `"lvis"`, a mapping `{name: [class ids]}` or one group
+            label per class; see `class_groups`.
+        name: metric name; the results are `name` and `name_<group>` for each
+            group, e.g. `name_many`, `name_medium` and `name_few`.
         dtype: dtype of the result.
 
     Example:
@@ -129,12 +255,16 @@ class GroupedAccuracy(keras.metrics.Metric):
          'grouped_accuracy_medium': 1.0, 'grouped_accuracy_few': 0.5}
     """
 
-    def __init__(self, class_counts, name="grouped_accuracy", dtype=None):
+    def __init__(self, class_counts, groups="shots", name="grouped_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
         counts = _check_counts(type(self).__name__, class_counts, minimum_length=2)
         self.class_counts = counts.tolist()
         self.num_classes = counts.size
-        self._groups = frequency_groups(counts)
+        resolved = class_groups(groups, counts, label=f"{type(self).__name__} '{name}'")
+        # get_config: a rule by its name, anything else as the mapping it resolves to.
+        self.groups = groups if isinstance(groups, str) else resolved
+        self._group_names = tuple(resolved)
+        self._groups = _group_ids(resolved, self.num_classes)
         shape = (self.num_classes,)
         self.correct = self.add_variable(shape=shape, initializer="zeros", name="correct")
         self.total = self.add_variable(shape=shape, initializer="zeros", name="total")
@@ -178,7 +308,7 @@ class GroupedAccuracy(keras.metrics.Metric):
         seen = self.total > 0
         per_class = self.correct / ops.maximum(self.total, 1e-12)
         results = {self.name: ops.cast(overall, self.dtype)}
-        for group, group_name in enumerate(SHOT_GROUPS):
+        for group, group_name in enumerate(self._group_names):
             members = ops.logical_and(seen, ops.convert_to_tensor(self._groups == group))
             size = ops.sum(ops.cast(members, "float32"))
             mean = ops.sum(ops.where(members, per_class, 0.0)) / ops.maximum(size, 1.0)
@@ -190,7 +320,7 @@ class GroupedAccuracy(keras.metrics.Metric):
         self.total.assign(ops.zeros_like(self.total))
 
     def get_config(self):
-        return {"class_counts": self.class_counts, **super().get_config()}
+        return {"class_counts": self.class_counts, "groups": self.groups, **super().get_config()}
 
 
 # -- detection ---------------------------------------------------------------

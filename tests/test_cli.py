@@ -1,6 +1,7 @@
 """`keras-eql demo`: argument errors, the table, and a smoke run of the console script."""
 
 import configparser
+import csv
 import json
 import os
 import pathlib
@@ -54,6 +55,29 @@ def test_version_is_printed(capsys):
     assert capsys.readouterr().out.strip() == f"keras-eql {keras_eql.__version__}"
 
 
+def test_the_demo_help_names_the_four_methods_it_trains(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "vs cross-entropy" not in help_text
+    assert "train cross-entropy, Softmax-EQL and two baselines" in help_text
+    assert len(cli.METHODS) == 4
+
+
+def test_cross_entropy_is_softmax_eql_without_reweighting_so_it_has_statistics():
+    import keras
+
+    import keras_eql
+
+    loss = cli.make_loss("cross_entropy", [600, 60, 6])
+    assert isinstance(loss, keras_eql.SoftmaxEQL) and loss.tau == 0.0 and loss.name == "cross_entropy"
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(8, 3)).astype("float32"), np.arange(8) % 3
+    loss.statistics.assign([5.0, 1.0, 0.1], [1.0, 2.0, 3.0], 7)  # statistics do not change cross-entropy
+    reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    np.testing.assert_allclose(float(loss(labels, logits)), float(reference(labels, logits)), rtol=1e-6)
+
+
 def test_defaults_are_the_documented_ones():
     args = cli.build_parser().parse_args(["demo"])
     assert (args.epochs, args.imbalance_factor, args.seed, args.output_dir) == (12, 100.0, 0, "demo_output")
@@ -100,7 +124,14 @@ def test_demo_smoke_run_writes_results_figure_and_logs(tmp_path):
     statistics = details["methods"]["softmax_eql"]["gradient_statistics"]
     assert np.sum(statistics["positive"]) > 0  # the loss trained and its statistics moved
 
-    assert (output / "gradient_statistics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.sum(details["methods"]["cross_entropy"]["gradient_statistics"]["positive"]) > 0
+
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(output / "gradient_statistics.png").convert("RGB")).reshape(-1, 3)
+    orange, blue = (255, 127, 14), (31, 119, 180)  # cross-entropy's bars beside Softmax-EQL's
+    for color in (orange, blue):
+        assert (np.abs(pixels.astype(int) - color).sum(-1) < 10).sum() > 100, color
     for method in results:
         events = list((output / "tensorboard" / method).rglob("events.out.tfevents.*"))
         assert events, f"no TensorBoard events for {method}"
@@ -124,3 +155,22 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path):
     setup.read(REPO_ROOT / "setup.cfg")
     demo_requirements = setup["options.extras_require"]["demo"].split()
     assert demo_requirements == ["matplotlib", "tensorboard"]  # the figure and the TensorBoard logs
+
+
+        tags = tensorboard_tags(output / "tensorboard" / method / "test")
+        assert tags == {f"test_accuracy/{name}" for name in ("overall", "head", "medium", "tail")}, method
+        assert any(name.startswith("epoch_") for name in tensorboard_tags(output / "tensorboard" / method / "train"))
+    for method in ("cross_entropy", "softmax_eql"):
+        tags = tensorboard_tags(output / "tensorboard" / method / "train")
+        assert {f"{method}/ratio_mean/tail", f"{method}/gradient_statistics/ratio"} <= tags, method
+    with open(output / "statistics.csv", newline="") as handle:  # Fig. 2's data, both losses
+        outputs = {row["output"] for row in csv.DictReader(handle)}
+    assert outputs == {"cross_entropy", "softmax_eql"}
+
+
+def tensorboard_tags(directory):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(directory))
+    accumulator.Reload()
+    return set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])

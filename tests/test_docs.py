@@ -30,6 +30,29 @@ def test_readme_custom_loss_with_statistics_runs():
     assert (values["positive"] > 0).all() and (values["negative"] > 0).all()
 
 
+def test_readme_observability_example_runs_on_a_two_output_model(tmp_path, monkeypatch):
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Observability", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README observability", "exec"), namespace)
+    statistics = namespace["statistics"]
+    assert list(statistics) == ["cls"] and statistics["cls"]["ratio"].shape == (8,)
+    assert (tmp_path / "fig1.png").stat().st_size and (tmp_path / "fig2.png").stat().st_size
+    assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
+    header = (tmp_path / "stats.csv").read_text().splitlines()[0]
+    assert header == "epoch,step,output,class,class_name,group,positive,negative,ratio"
+
+
+def test_readme_figures_exist():
+    readme = (REPO_ROOT / "README.md").read_text()
+    images = re.findall(r"docs/images/[\w.-]+\.png", readme)
+    assert len(set(images)) >= 3
+    for image in images:
+        assert (REPO_ROOT / image).stat().st_size > 10_000, image
+
+
 @pytest.mark.parametrize("module_name", [
     "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._targets"])
 def test_docstring_examples(module_name):

@@ -12,25 +12,66 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from keras_eql.data import head_medium_tail  # noqa: E402
 from keras_eql.metrics import (  # noqa: E402
     GroupedAccuracy,
+    class_groups,
     frequency_groups,
     grouped_coco_ap,
     images_per_category,
+    lvis_groups,
     rank_groups,
 )
 
 
 # -- groups --------------------------------------------------------------------
 
+CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+
+
 @pytest.mark.parametrize("counts, expected", [
-    ([101, 100, 20, 19, 0], [0, 1, 1, 2, 2]),               # threshold edges
-    ([5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50],  # CIFAR-10-LT: 8/2/0 -> thirds
-     [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]),
-    ([10, 30, 10, 20], [1, 0, 2, 0]),                        # no many-shot: thirds, ties by index
+    ([101, 100, 20, 19, 0], [0, 1, 1, 2, 2]),   # threshold edges
+    (CIFAR10_LT, [0] * 8 + [1, 1]),             # 8 / 2 / 0: "few" stays empty, never thirds
+    ([10, 30, 10, 20], [2, 1, 2, 1]),            # no many-shot class
 ])
-def test_frequency_groups(counts, expected):
+def test_frequency_groups_are_the_oltr_thresholds_only(counts, expected):
     assert frequency_groups(counts).tolist() == expected
+
+
+def test_lvis_groups_edges():
+    assert lvis_groups([101, 100, 11, 10, 1, 0]).tolist() == [0, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("groups, kwargs, expected", [
+    ("thirds", dict(class_counts=CIFAR10_LT), {"head": [0, 1, 2, 3], "medium": [4, 5, 6], "tail": [7, 8, 9]}),
+    ("thirds", dict(num_classes=4, rank_by=[1.0, 9.0, 5.0, 0.0]), {"head": [1, 2], "medium": [0], "tail": [3]}),
+    ("shots", dict(class_counts=CIFAR10_LT), {"many": list(range(8)), "medium": [8, 9], "few": []}),
+    ("lvis", dict(class_counts=[500, 50, 5]), {"frequent": [0], "common": [1], "rare": [2]}),
+    ({"tail": [2], "head": [0]}, dict(num_classes=3), {"tail": [2], "head": [0]}),
+    (["r", "f", "c", "f"], dict(), {"f": [1, 3], "c": [2], "r": [0]}),       # LVIS's letters, frequent first
+    (["tail", "head", "medium"], dict(), {"head": [1], "medium": [2], "tail": [0]}),
+    (["b", "a", "b"], dict(), {"b": [0, 2], "a": [1]}),                     # unknown names: as met
+])
+def test_class_groups(groups, kwargs, expected):
+    assert class_groups(groups, **kwargs) == expected
+
+
+def test_the_demo_thirds_are_class_groups_thirds():
+    assert class_groups("thirds", CIFAR10_LT) == head_medium_tail(CIFAR10_LT)
+
+
+@pytest.mark.parametrize("groups, kwargs, fragment", [
+    ("shots", dict(num_classes=3), "needs class_counts"),
+    ("thirds", dict(num_classes=3), "needs class_counts"),
+    ("quartiles", dict(num_classes=3), "unknown groups 'quartiles'"),
+    ({"a": [0, 1], "b": [1]}, dict(num_classes=3), "class 1 is in groups 'a' and 'b'"),
+    ({"a": [3]}, dict(num_classes=3), "lists 3"),
+    (["a", "b"], dict(num_classes=3), "2 labels for 3 classes"),
+    (7, dict(num_classes=3), "got 7"),
+])
+def test_class_groups_bad_inputs(groups, kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        class_groups(groups, **kwargs)
 
 
 def test_rank_groups_sizes_differ_by_at_most_one():
@@ -119,6 +160,27 @@ def test_grouped_accuracy_in_a_jit_compiled_model_and_serialization():
         [expected["overall"], expected["many"], expected["medium"], expected["few"]], rtol=1e-5)
     clone = keras.metrics.deserialize(keras.metrics.serialize(GroupedAccuracy([500, 50, 5], name="ga")))
     assert isinstance(clone, GroupedAccuracy) and clone.class_counts == [500, 50, 5] and clone.name == "ga"
+
+
+def test_grouped_accuracy_names_each_group_by_its_one_rule():
+    # CIFAR-10-LT has no few-shot class: "few" is NaN, not relabelled thirds.
+    metric = GroupedAccuracy(CIFAR10_LT)
+    labels = np.arange(10)
+    metric.update_state(labels, np.eye(10, dtype="float32"))
+    result = {key: float(value) for key, value in metric.result().items()}
+    assert result["grouped_accuracy_many"] == 1.0 and np.isnan(result["grouped_accuracy_few"])
+    thirds = GroupedAccuracy(CIFAR10_LT, groups="thirds", name="acc")
+    scores = np.eye(10, dtype="float32")[[0, 1, 2, 3, 4, 5, 6, 0, 0, 9]]  # 2 of 3 tail classes wrong
+    thirds.update_state(labels, scores)
+    result = {key: float(value) for key, value in thirds.result().items()}
+    assert set(result) == {"acc", "acc_head", "acc_medium", "acc_tail"}
+    assert (result["acc_head"], result["acc_medium"], result["acc_tail"]) == (1.0, 1.0, pytest.approx(1 / 3))
+    lvis = GroupedAccuracy([500, 50, 5], groups=["f", "c", "r"], name="ap")
+    assert sorted(lvis.result()) == ["ap", "ap_c", "ap_f", "ap_r"]
+    clone = keras.metrics.deserialize(keras.metrics.serialize(thirds))
+    assert clone.groups == "thirds" and sorted(clone.result()) == sorted(result)
+    clone = keras.metrics.deserialize(keras.metrics.serialize(lvis))
+    assert clone.groups == {"f": [0], "c": [1], "r": [2]}
 
 
 def test_grouped_accuracy_bad_inputs():

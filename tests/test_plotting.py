@@ -3,6 +3,8 @@
 import csv
 import doctest
 import io
+import itertools
+import json
 import os
 import pathlib
 import subprocess
@@ -35,8 +37,26 @@ COUNTS = [5, 500, 50, 1, 200, 20]
 BY_COUNT = [1, 4, 2, 5, 0, 3]  # most frequent first, by hand
 
 
+def panel_series(figure):
+    """Per panel, the values drawn by each series: bar heights, or a step profile's values."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import StepPatch
+
+    panels = []
+    for axis in figure.axes:
+        series = [np.array([path.vertices[1, 1] for path in artist.get_paths()])
+                  for artist in axis.collections if isinstance(artist, PolyCollection)]
+        series += [patch.get_data().values for patch in axis.patches if isinstance(patch, StepPatch)]
+        panels.append(series)
+    return panels
+
+
 def panel_values(figure):
-    return [axis.patches[0].get_data().values for axis in figure.axes]
+    return [series[0] for series in panel_series(figure)]
+
+
+def tick_texts(axis):
+    return [label.get_text() for label in axis.get_xticklabels()]
 
 
 def test_panels_sort_classes_by_training_count():
@@ -47,7 +67,7 @@ def test_panels_sort_classes_by_training_count():
     for values, key in zip(panel_values(figure), ["positive", "negative", "ratio"]):
         np.testing.assert_array_equal(values, STATS[key][BY_COUNT])
     assert [axis.get_yscale() for axis in figure.axes] == ["log", "linear", "log"]
-    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == [str(i) for i in BY_COUNT]
+    assert tick_texts(figure.axes[0]) == [f"{i} ({COUNTS[i]})" for i in BY_COUNT]  # class and count
 
 
 def test_without_counts_classes_are_sorted_by_positives_and_named():
@@ -55,7 +75,7 @@ def test_without_counts_classes_are_sorted_by_positives_and_named():
     figure = plot_gradient_statistics(STATS, class_names=names)
     by_positive = [1, 4, 2, 5, 0, 3]
     np.testing.assert_array_equal(panel_values(figure)[0], STATS["positive"][by_positive])
-    assert [label.get_text() for label in figure.axes[2].get_xticklabels()] == [names[i] for i in by_positive]
+    assert tick_texts(figure.axes[2]) == [names[i] for i in by_positive]
 
 
 def test_plot_accepts_a_loss():
@@ -67,7 +87,7 @@ def test_plot_accepts_a_loss():
 def test_png_is_a_valid_image_of_the_figure_size():
     png = figure_to_png(plot_gradient_statistics(STATS, COUNTS))
     image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.size == (960, 272)
+    assert image.format == "PNG" and image.size == (1200, 400)
     image.verify()
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
     assert pixels.std() > 0
@@ -125,6 +145,140 @@ def test_plot_gradient_statistics_bad_inputs(stats, counts, fragment):
         plot_gradient_statistics(stats, counts)
 
 
+LVIS_COUNTS = np.asarray(json.loads(
+    (REPO_ROOT.parent / "shared" / "data" / "lvis_v1_image_counts.json").read_text())["image_count"]
+    if (REPO_ROOT.parent / "shared" / "data" / "lvis_v1_image_counts.json").exists()
+    else np.maximum(1, (2000 * np.arange(1, 1204) ** -1.1).astype(int)), np.float64)
+
+
+def layout_problems(figure):
+    """Text outside the figure, and overlapping tick labels, as matplotlib renders them."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    tight = figure.get_tightbbox(renderer)  # inches, every artist with its text
+    width, height = figure.get_size_inches()
+    problems = []
+    if tight.x0 < -1e-6 or tight.y0 < -1e-6 or tight.x1 > width + 1e-6 or tight.y1 > height + 1e-6:
+        problems.append(f"artists span {tight.bounds} in a {width} x {height} figure")
+    for axis in figure.axes:
+        for labels in (axis.get_xticklabels(), axis.get_yticklabels()):
+            boxes = [(label.get_text(), label.get_window_extent(renderer))
+                     for label in labels if label.get_visible() and label.get_text()]
+            problems += [f"tick labels {a!r} and {b!r} overlap"
+                         for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)]
+    return problems
+
+
+def random_statistics(num_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    positive, negative = rng.uniform(0.01, 500.0, num_classes), rng.uniform(10.0, 90.0, num_classes)
+    return {"positive": positive, "negative": negative, "ratio": positive / negative}
+
+
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                 "Bag", "Ankle boot"]
+FASHION_COUNTS = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
+
+
+@pytest.mark.parametrize("num_classes, kwargs", [
+    (10, dict()),
+    (10, dict(class_names=FASHION_NAMES)),  # the x label was cut off with names
+    (10, dict(class_counts=FASHION_COUNTS, class_names=FASHION_NAMES, baseline=True, groups="thirds")),
+    (10, dict(class_counts=FASHION_COUNTS, class_names=FASHION_NAMES, figsize=(6.0, 3.0), dpi=150)),
+    (1203, dict(class_counts=LVIS_COUNTS)),
+    (1203, dict(class_names=[f"lvis_category_{i}" for i in range(1203)])),
+    (1203, dict(class_counts=LVIS_COUNTS, baseline=True, groups="lvis")),
+])
+def test_figure_1_fits_its_canvas_and_tick_labels_never_overlap(num_classes, kwargs):
+    if kwargs.get("baseline"):
+        kwargs["baseline"] = random_statistics(num_classes, seed=1)
+    figure = plot_gradient_statistics(random_statistics(num_classes), **kwargs)
+    assert layout_problems(figure) == []
+    assert all(axis.get_ylabel() for axis in figure.axes)  # every panel says what its y axis is
+    assert all(tick_texts(axis) for axis in figure.axes)  # named or counted ticks, thinned if need be
+    if num_classes > 100:
+        assert len(tick_texts(figure.axes[0])) <= 20
+
+
+def test_many_classes_get_thinned_ticks_that_show_the_training_count():
+    figure = plot_gradient_statistics(random_statistics(1203), LVIS_COUNTS)
+    order = np.argsort(-LVIS_COUNTS, kind="stable")
+    axis = figure.axes[0]
+    ranks = (axis.get_xticks() - 0.5).astype(int)
+    assert ranks[0] == 0 and len(ranks) > 3
+    assert tick_texts(axis) == [str(int(LVIS_COUNTS[order[rank]])) for rank in ranks]
+    assert "ticks: count" in " ".join(text.get_text() for text in figure.texts)
+
+
+def test_bars_have_gaps_and_a_baseline_is_drawn_beside():
+    from matplotlib.collections import PolyCollection
+
+    baseline = {key: values * 2 for key, values in STATS.items()}
+    figure = plot_gradient_statistics(STATS, COUNTS, baseline=baseline, label="softmax_eql",
+                                      baseline_label="cross-entropy")
+    for axis, (main, second), key in zip(figure.axes, panel_series(figure), ["positive", "negative", "ratio"]):
+        np.testing.assert_array_equal(main, STATS[key][BY_COUNT])
+        np.testing.assert_array_equal(second, baseline[key][BY_COUNT])
+        bars = [path.vertices[:4, 0] for artist in axis.collections if isinstance(artist, PolyCollection)
+                for path in artist.get_paths()]
+        edges = sorted((left.min(), left.max()) for left in bars)
+        gaps = [next_left - right for (_, right), (next_left, _) in zip(edges, edges[1:])]
+        assert min(gaps) >= 0 and max(gaps) > 0.1  # side by side within a class, a gap between classes
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == ["softmax_eql", "cross-entropy"]
+    with pytest.raises(ValueError, match="baseline has 3 classes"):
+        plot_gradient_statistics(STATS, baseline={"positive": [1.0] * 3, "negative": [1.0] * 3, "ratio": [1.0] * 3})
+
+
+def test_title_names_the_loss_and_its_training_steps():
+    loss = keras_eql.SoftmaxEQL(num_classes=3)
+    loss.statistics.assign([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], 1392)
+    figure = plot_gradient_statistics(loss)
+    assert "softmax_eql: gradient statistics after 1,392 training steps" in [text.get_text() for text in figure.texts]
+    figure = plot_gradient_statistics(STATS, title="Fig. 1")
+    assert "Fig. 1" in [text.get_text() for text in figure.texts]
+
+
+def test_groups_sort_shade_and_name_the_classes():
+    figure = plot_gradient_statistics(STATS, COUNTS, groups={"odd": [1, 3, 5], "even": [0, 2, 4]})
+    # Group by group, the most frequent first within each.
+    np.testing.assert_array_equal(panel_values(figure)[0], STATS["positive"][[1, 5, 3, 4, 2, 0]])
+    names = [text.get_text() for text in figure.axes[0].texts]
+    assert names == ["odd", "even"]
+    shots = plot_gradient_statistics(STATS, COUNTS, groups="shots")
+    assert [text.get_text() for text in shots.axes[1].texts] == ["many", "medium", "few"]
+    with pytest.raises(ValueError, match="needs class_counts"):
+        plot_gradient_statistics(STATS, groups="lvis")
+
+
+def test_panels_can_be_chosen():
+    figure = plot_gradient_statistics(STATS, COUNTS, panels=["ratio"], title="", figsize=(3.0, 2.0), dpi=220)
+    assert [axis.get_title() for axis in figure.axes] == ["positive / negative ratio"]
+    np.testing.assert_array_equal(panel_values(figure)[0], STATS["ratio"][BY_COUNT])
+    assert not any(text.get_text() for text in figure.texts if text.get_fontsize() > 10)  # no figure title
+    assert layout_problems(figure) == []
+    with pytest.raises(ValueError, match="panels must be some of"):
+        plot_gradient_statistics(STATS, panels=["ratio", "ratio"])
+
+
+@pytest.mark.parametrize("figsize, dpi, size", [((6.0, 3.0), 200, (1200, 600)), ((16.0, 5.0), 72, (1152, 360))])
+def test_figure_size_and_dpi_are_arguments(tmp_path, figsize, dpi, size):
+    png = figure_to_png(plot_gradient_statistics(STATS, COUNTS, figsize=figsize, dpi=dpi))
+    assert Image.open(io.BytesIO(png)).size == size
+    path = tmp_path / "history.csv"
+    write_history(path)
+    png = figure_to_png(plot_ratio_history(str(path), output="l", figsize=figsize, dpi=dpi))
+    assert Image.open(io.BytesIO(png)).size == size
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(figsize=(0, 3)), "figsize"), (dict(dpi=-1), "dpi"), (dict(figsize=(1.0, 4.0)), "too narrow"),
+    (dict(figsize=(12.0, 0.8)), "too short")])
+def test_bad_figure_sizes_raise(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        plot_gradient_statistics(STATS, COUNTS, **kwargs)
+
+
 def write_history(path):
     """A hand-made logger CSV: loss 'l' (3 classes, steps 10 and 20, step 20
     repeated with new values) and loss 'm' (1 class)."""
@@ -152,26 +306,42 @@ def line_data(figure):
 def test_ratio_history_lines_for_classes_and_group_means(tmp_path):
     path = tmp_path / "history.csv"
     write_history(path)
-    figure = plot_ratio_history(str(path), loss_name="l", classes=[0, "c"], groups=["head", "tail"])
+    figure = plot_ratio_history(str(path), output="l", classes=[0, "c"],
+                                groups={"head": [0, "b"], "tail": ["c"]})
     assert line_data(figure) == {
         "class 0": [[10, 1.0], [20, 0.75]],
         "class c": [[10, 0.05], [20, 0.025]],
-        "head (mean)": [[10, 1.0], [20, (0.75 + 0.125) / 2]],
+        "head (mean)": [[10, (1.0 + 0.25) / 2], [20, (0.75 + 0.125) / 2]],
         "tail (mean)": [[10, 0.05], [20, 0.025]],
     }
-    default = line_data(plot_ratio_history(str(path), loss_name="l"))
+    default = line_data(plot_ratio_history(str(path), output="l"))  # the logger's groups, by step
     assert list(default) == ["head (mean)", "medium (mean)", "tail (mean)"]
     assert default["medium (mean)"] == [[10, 0.25]]
+    assert default["head (mean)"] == [[10, 1.0], [20, (0.75 + 0.125) / 2]]
+    relabelled = line_data(plot_ratio_history(str(path), output="l", groups=["r", "f", "f"]))
+    assert relabelled == {"f (mean)": [[10, (0.25 + 0.05) / 2], [20, (0.125 + 0.025) / 2]],
+                          "r (mean)": [[10, 1.0], [20, 0.75]]}
     png = Image.open(io.BytesIO(figure_to_png(figure)))
-    assert png.size == (640, 360)
+    assert png.size == (800, 450)
+    assert layout_problems(figure) == []
+    axis = figure.axes[0]
+    assert axis.get_xlabel() and axis.get_ylabel() and axis.get_title().startswith("l: ")
+
+
+def test_ratio_history_reads_files_written_before_the_output_column(tmp_path):
+    path = tmp_path / "old.csv"
+    write_history(path)
+    path.write_text(path.read_text().replace(",output,", ",loss,", 1))
+    assert line_data(plot_ratio_history(str(path), output="m")) == {"head (mean)": [[10, 1.0]]}
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(), "pick one"),
-    (dict(loss_name="x"), "no loss 'x'"),
-    (dict(loss_name="l", classes=[7]), "class 7"),
-    (dict(loss_name="l", groups=["few"]), "no group 'few'"),
-    (dict(loss_name="l", classes=[], groups=[]), "nothing to draw"),
+    (dict(output="x"), "no output 'x'"),
+    (dict(output="l", classes=[7]), "class 7"),
+    (dict(output="l", groups=["few"]), "1 labels for 3 classes"),
+    (dict(output="l", groups={"few": [7]}), "class 7"),
+    (dict(output="l", classes=[], groups={}), "nothing to draw"),
 ])
 def test_ratio_history_bad_selections(tmp_path, kwargs, fragment):
     path = tmp_path / "history.csv"
@@ -205,7 +375,7 @@ def test_plots_render_headless_under_agg_without_pyplot_figures(tmp_path):
     """, MPLBACKEND="Agg")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["agg", "[]"]  # nothing registered with pyplot
-    assert Image.open(tmp_path / "out.png").size == (960, 272)
+    assert Image.open(tmp_path / "out.png").size == (1200, 400)
 
 
 def test_without_matplotlib_plots_explain_and_the_logger_skips_images(tmp_path):
@@ -229,7 +399,7 @@ def test_without_matplotlib_plots_explain_and_the_logger_skips_images(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ImportError: keras_eql.plotting needs matplotlib: pip install 'keras-eql[plot]'." in result.stdout
     assert "warnings: 1" in result.stdout
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert list((tmp_path / "train").glob("events.out.tfevents.*"))
 
 
 def test_docstring_examples_run():

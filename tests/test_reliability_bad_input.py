@@ -550,3 +550,21 @@ def test_background_switch_is_validated():
     with pytest.raises(ValueError, match=rf"label {C} at index 0"):
         keras_eql.validate_labels(keras_eql.EqualizedFocalLoss(num_classes=C, background=False),
                                   np.array([C]))
+
+
+@pytest.mark.parametrize("terminate", [False, True])
+def test_logger_raises_a_bad_label_met_under_xla(terminate):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(C)])
+    model.compile(keras.optimizers.SGD(0.1), loss=make("EqualizedFocalLoss"), jit_compile=True)
+    features = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 3, 0, C + 2, 1, 2])  # the second batch of 4 is bad
+    callbacks = [keras_eql.GradientStatisticsLogger()]
+    if terminate:
+        callbacks.insert(0, keras.callbacks.TerminateOnNaN())
+    with pytest.raises(ValueError) as error:
+        model.fit(features, labels, batch_size=4, epochs=2, verbose=0, shuffle=False,
+                  callbacks=callbacks)
+    message = str(error.value)
+    assert "EqualizedFocalLoss" in message and f"label {C + 2}" in message
+    assert f"0..{C}" in message and "validate_labels" in message
