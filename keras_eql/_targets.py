@@ -148,12 +148,19 @@ def nan_unless(ok, losses):
     return tf.where(ok, losses, tf.constant(np.nan, losses.dtype))
 
 
-def all_reduce_max(value):
-    """The maximum of a scalar over replicas (itself on one device)."""
+def first_bad_over_replicas(bad, value):
+    """`(any_bad, value)`: whether any replica is bad, and the first bad replica's value.
+
+    `tf.distribute` reduces only by SUM or MEAN: each replica writes its flag
+    and value at its own index of a zero vector, and one SUM gathers them.
+    """
     context = tf.distribute.get_replica_context()
+    bad = tf.cast(bad, tf.float32)
     if context is None or context.num_replicas_in_sync <= 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.MAX, value)
+        return bad > 0.0, value
+    own = tf.one_hot(context.replica_id_in_sync_group, context.num_replicas_in_sync)
+    flags, values = all_reduce_sum(own * bad, own * tf.where(bad > 0.0, value, 0.0))
+    return tf.reduce_any(flags > 0.0), tf.gather(values, tf.argmax(flags))
 
 
 class BadLabelMonitor:
@@ -173,13 +180,10 @@ class BadLabelMonitor:
 
     def record(self, verdict):
         """Assign op keeping the first bad value met by any replica."""
-        bad = tf.logical_not(verdict.ok)
-        (bad_replicas,) = all_reduce_sum(tf.cast(bad, tf.float32))
-        # Any offending value will do; the largest over replicas is one.
-        value = all_reduce_max(tf.where(bad, tf.cast(verdict.first_bad, tf.float32), -np.inf))
+        any_bad, value = first_bad_over_replicas(
+            tf.logical_not(verdict.ok), tf.cast(verdict.first_bad, tf.float32))
         current = tf.convert_to_tensor(self.value)
-        return self.value.assign(
-            tf.where(tf.math.is_nan(current) & (bad_replicas > 0.0), value, current))
+        return self.value.assign(tf.where(tf.math.is_nan(current) & any_bad, value, current))
 
     def pop(self):
         """The recorded value (None if none), cleared."""

@@ -68,8 +68,24 @@ def golden_varying_rows(strategy):
     return {"max_relative": worst, "steps": float(loss.statistics.step_count())}
 
 
+def bad_label_gathering(strategy):
+    """`first_bad_over_replicas` when only replica 1 met a bad value (7.0)."""
+    from keras_eql._targets import first_bad_over_replicas
+
+    def replica_fn():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return first_bad_over_replicas(tf.equal(replica, 1), tf.constant(7.0) + 0.0 * tf.cast(replica, tf.float32))
+
+    any_bad, value = strategy.run(tf.function(replica_fn))
+    return {"any_bad": [bool(v.numpy()) for v in strategy.experimental_local_results(any_bad)],
+            "value": [float(v.numpy()) for v in strategy.experimental_local_results(value)]}
+
+
 if sys.argv[1:] == ["varying_rows"]:
-    print("REPORT " + json.dumps(golden_varying_rows(tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]))))
+    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+    report = golden_varying_rows(strategy)
+    report["bad_label_gathering"] = bad_label_gathering(strategy)
+    print("REPORT " + json.dumps(report))
     sys.exit(0)
 
 report = {}

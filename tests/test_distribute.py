@@ -45,6 +45,8 @@ def test_mirrored_sigmoid_eql_statistics_equal_golden_with_uneven_ignored_rows()
     """Per-sample sums: the replica sum equals one device on the global batch,
     whatever each replica counts (0 to 16 of its 16 rows)."""
     entry = _run("varying_rows")
+    # A bad label met by one replica reaches every replica's record.
+    assert entry["bad_label_gathering"] == {"any_bad": [True, True], "value": [7.0, 7.0]}
     assert entry["steps"] == 8.0
     for key, difference in entry["max_relative"].items():
         assert difference < 1e-5, (key, difference)
