@@ -32,20 +32,9 @@ def _per_sample_capture(statistics, rows_of, logits, targets, row_weights, finit
     local = tf.abs(tf.reshape(tape.gradient(weighted, logits), [-1, logits.shape[-1]]))
     local = local[:, : statistics.num_classes]
     mask = tf.reshape(targets, [-1, targets.shape[-1]])[:, : statistics.num_classes] > 0.0
-    positive = tf.stop_gradient(tf.reduce_sum(tf.where(mask, local, 0.0), 0))
-    negative = tf.stop_gradient(tf.reduce_sum(tf.where(mask, 0.0, local), 0))
-
-    @tf.custom_gradient
-    def identity(z):
-        def grad(upstream):
-            updates = statistics.accumulate_sums(positive, negative, unscale=False,
-                                                 inputs_finite=finite)
-            with tf.control_dependencies(updates):
-                return tf.identity(upstream)
-
-        return tf.identity(z), grad
-
-    return identity(logits)
+    positive = tf.reduce_sum(tf.where(mask, local, 0.0), 0)
+    negative = tf.reduce_sum(tf.where(mask, 0.0, local), 0)
+    return statistics.capture_sums(logits, positive, negative, inputs_finite=finite)
 
 
 class _Autodiff:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_eql import _targets
-from keras_eql._statistics import _variable, all_reduce_sum
+from keras_eql._statistics import _variable, all_reduce_sum, identity_with_backward_updates
 
 COUNTS_KEY = "class_counts"
 
@@ -171,18 +171,13 @@ class ClassCounts(tf.__internal__.tracking.AutoTrackable):
         """
         class_targets = tf.stop_gradient(tf.cast(class_targets, tf.float32))
 
-        @tf.custom_gradient
-        def _identity(z):
-            def grad(upstream):
-                local = tf.reduce_sum(tf.reshape(class_targets, [-1, self.num_classes]), axis=0)
-                local = tf.where(labels_ok, local, 0.0)
-                (step_counts,) = all_reduce_sum(local)
-                with tf.control_dependencies([self.counts.assign_add(step_counts)]):
-                    return tf.identity(upstream)
+        def updates_for(upstream):
+            local = tf.reduce_sum(tf.reshape(class_targets, [-1, self.num_classes]), axis=0)
+            local = tf.where(labels_ok, local, 0.0)
+            (step_counts,) = all_reduce_sum(local)
+            return [self.counts.assign_add(step_counts)]
 
-            return tf.identity(z), grad
-
-        return _identity(logits)
+        return identity_with_backward_updates(logits, updates_for)
 
 
 class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):

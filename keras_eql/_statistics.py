@@ -1,7 +1,8 @@
 """Per-class gradient statistics: the state that drives the equalization losses.
 
-`GradientStatistics` owns three float32 variables, the accumulated positive
-and negative gradient magnitudes per class and the number of steps folded in,
+`GradientStatistics` owns float32 variables, the accumulated positive and
+negative gradient magnitudes per class, the number of steps folded in and the
+format of the sums (`STATISTICS_FORMAT`),
 and the backward-pass hooks that fill them:
 
 * `accumulate_sums(positive, negative)`: folds one step's per-class sums
@@ -10,6 +11,10 @@ and the backward-pass hooks that fill them:
 * `capture(logits, positive_mask)`: identity on the logits whose backward
   function computes those sums from the gradient (`accumulate`): the plain
   way to give a loss written with `keras_eql.functional` its statistics.
+* `capture_sums(logits, positive, negative)`: identity on the logits whose
+  backward function folds in sums the caller made in the forward pass (for
+  statistics that are not the gradient of the reduced loss, such as
+  Sigmoid-EQL's per-sample sums).
 * `record_upstream(loss)`: identity on the reduced loss whose backward
   function stores `d(total)/d(loss)` (mixed-precision loss scale, compile
   `loss_weights`), so that the sums can be divided by it again.
@@ -48,6 +53,32 @@ def all_reduce_sum(*values):
     if context is None:
         return values
     return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(values)))
+
+
+def identity_with_backward_updates(value, updates_for):
+    """Identity on `value` whose backward pass first runs `updates_for(upstream)`.
+
+    The one mechanism behind every statistics and count update: it runs once
+    per `tape.gradient` through `value`, never in a forward-only call
+    (`evaluate()`, `predict()`), under XLA and `tf.distribute` alike.
+
+    Args:
+        value: a tensor.
+        updates_for: `upstream -> list of ops` the returned gradient depends on.
+
+    Returns:
+        `value`, unchanged; its gradient passes through unchanged.
+    """
+
+    @tf.custom_gradient
+    def _identity(z):
+        def grad(upstream):
+            with tf.control_dependencies(updates_for(upstream)):
+                return tf.identity(upstream)
+
+        return tf.identity(z), grad
+
+    return _identity(value)
 
 
 def _variable(initial, name, synchronization, dtype=tf.float32):
@@ -240,29 +271,25 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             `logits`, unchanged; its gradient passes through unchanged.
         """
         positive_mask = tf.stop_gradient(positive_mask)
+        return identity_with_backward_updates(logits, lambda upstream: self.accumulate(
+            upstream, positive_mask, unscale=unscale, inputs_finite=inputs_finite))
 
-        @tf.custom_gradient
-        def _identity(z):
-            def grad(upstream):
-                updates = self.accumulate(upstream, positive_mask, unscale=unscale,
-                                          inputs_finite=inputs_finite)
-                with tf.control_dependencies(updates):
-                    return tf.identity(upstream)
+    def capture_sums(self, logits, positive, negative, *, inputs_finite=None):
+        """Identity on `logits` whose backward pass folds in sums made in the forward pass.
 
-            return tf.identity(z), grad
+        For statistics that are not the gradient of the reduced loss, such
+        as Sigmoid-EQL's per-sample sums without the reduction's normaliser:
+        the caller computes the step's `(C,)` sums itself; they still enter
+        only when the loss is differentiated (once per training step).
 
-        return _identity(logits)
+        Returns:
+            `logits`, unchanged; its gradient passes through unchanged.
+        """
+        positive, negative = tf.stop_gradient(positive), tf.stop_gradient(negative)
+        return identity_with_backward_updates(logits, lambda upstream: self.accumulate_sums(
+            positive, negative, unscale=False, inputs_finite=inputs_finite))
 
     def record_upstream(self, loss):
         """Identity on a scalar loss that records `d(total)/d(loss)`."""
-
-        @tf.custom_gradient
-        def _identity(value):
-            def grad(upstream):
-                factor = tf.reshape(tf.cast(upstream, tf.float32), [])
-                with tf.control_dependencies([self._upstream.assign(factor)]):
-                    return tf.identity(upstream)
-
-            return tf.identity(value), grad
-
-        return _identity(loss)
+        return identity_with_backward_updates(loss, lambda upstream: [
+            self._upstream.assign(tf.reshape(tf.cast(upstream, tf.float32), []))])
