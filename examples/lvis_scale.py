@@ -91,7 +91,7 @@ def parse_args(argv=None):
     parser.add_argument("--detector-width", type=_common.positive_int, default=48)
     parser.add_argument("--scale-factor", type=float, default=8.0, help="s of EFL/EQFL")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each fit after this many steps (0: no limit)")
-    args = _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.02, smoke_batch_size=8)
+    args = _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.02, smoke_batch_size=2)
     if args.smoke:
         args.roi_epochs, args.rois_per_batch, args.max_steps = 1, 64, 3
     return args
