@@ -106,6 +106,24 @@ def mechanism_table(runs, pairs, groups, seeds):
     return "\n".join(lines)
 
 
+def history_table(runs, pairs, groups, seed, points=4):
+    """Median unclipped ratio per group at a few logged steps of each run of `seed`."""
+    lines = ["| method | step | median ratio rare | common | frequent |", "|---|---|---|---|---|"]
+    for eql, baseline in pairs.items():
+        for method in (baseline, eql):
+            row = runs.get((method, seed))
+            if row is None or "history" not in row:
+                continue
+            history = row["history"]
+            chosen = sorted(set(np.linspace(0, len(history["steps"]) - 1, points).round().astype(int)))
+            for index in chosen:
+                ratio = (np.asarray(history["positive"][index])
+                         / (np.asarray(history["negative"][index]) + RATIO_EPSILON))
+                medians = [f"{np.median(ratio[groups[g]]):.3g}" for g in GROUPS]
+                lines.append(f"| {method} | {history['steps'][index]} | " + " | ".join(medians) + " |")
+    return "\n".join(lines)
+
+
 def time_table(runs, methods, seeds):
     lines = ["| method | seed | data (s) | training (s) | evaluation (s) | steps |", "|---|---|---|---|---|---|"]
     for method in methods:
@@ -202,6 +220,8 @@ def main(argv=None):
     print(metric_table(runs, lvis_scale.DENSE_METHODS, DENSE_COLUMNS, seeds))
     print("\n## Mechanism: final accumulated positive / negative ratio, median per LVIS group (unclipped)\n")
     print(mechanism_table(runs, lvis_scale.BASELINES, groups, seeds))
+    print(f"\n## Mechanism during training (seed {seeds[0]}): median unclipped ratio per LVIS group\n")
+    print(history_table(runs, lvis_scale.BASELINES, groups, seeds[0]))
     print("\n## Run times\n")
     print(time_table(runs, lvis_scale.METHODS, seeds))
     missing = [f"{m} seed {s}" for m in lvis_scale.METHODS for s in seeds if (m, s) not in runs]
