@@ -160,16 +160,33 @@ def _save(array, path):
     print(f"Wrote {path}")
 
 
-def statistics_figure(runs, baseline, eql, lvis_counts, seed, path):
-    """Fig. 1: the baseline's and the EQL loss's per-category statistics, stacked."""
+def statistics_figure(runs, baseline, eql, lvis_counts, groups, seed, path):
+    """Fig. 1: the baseline's and the EQL loss's per-category statistics.
+
+    With a `plot_gradient_statistics` that takes `baseline=` (keras_eql
+    after the figures' `groups=` work) both go in one figure, shaded by LVIS
+    group; otherwise the two figures are stacked.
+    """
+    import inspect
+
     from keras_eql.plotting import plot_gradient_statistics
 
+    def statistics(method):
+        row = runs[(method, seed)]
+        return {"positive": row["positive"], "negative": row["negative"], "ratio": unclipped_ratio(row)}
+
+    steps = runs[(eql, seed)]["statistics_steps"]
+    if "baseline" in inspect.signature(plot_gradient_statistics).parameters:
+        figure = plot_gradient_statistics(
+            statistics(eql), class_counts=lvis_counts, baseline=statistics(baseline), groups=groups,
+            label=eql, baseline_label=baseline,
+            title=f"{baseline} vs {eql}: accumulated gradients after {steps:.0f} steps (seed {seed})")
+        _save(_png_array(figure), path)
+        return
     panels = []
     for method in (baseline, eql):
-        row = runs[(method, seed)]
-        figure = plot_gradient_statistics({"positive": row["positive"], "negative": row["negative"],
-                                           "ratio": unclipped_ratio(row)}, class_counts=lvis_counts)
-        figure.suptitle(f"{method} (seed {seed}, {row['statistics_steps']:.0f} steps)", x=0.005, y=0.995,
+        figure = plot_gradient_statistics(statistics(method), class_counts=lvis_counts)
+        figure.suptitle(f"{method} (seed {seed}, {steps:.0f} steps)", x=0.005, y=0.995,
                         ha="left", va="top", fontsize="small")
         panels.append(_png_array(figure))
     _save(_stack(panels, axis=0), path)
@@ -197,7 +214,8 @@ def history_figure(runs, baseline, eql, groups, seed, path):
         for method in (baseline, eql):
             csv_path = os.path.join(directory, f"{method}.csv")
             _history_csv(runs[(method, seed)], method, groups, csv_path)
-            panels.append(_png_array(plot_ratio_history(csv_path, loss_name=method, groups=list(GROUPS))))
+            # One loss per file; the groups are the CSV's `group` column (r/c/f).
+            panels.append(_png_array(plot_ratio_history(csv_path)))
     _save(_stack(panels, axis=1), path)
 
 
@@ -230,7 +248,7 @@ def main(argv=None):
         os.makedirs(args.figures, exist_ok=True)
         for eql, baseline in lvis_scale.BASELINES.items():
             if (eql, 0) in runs and (baseline, 0) in runs:
-                statistics_figure(runs, baseline, eql, lvis_counts, 0,
+                statistics_figure(runs, baseline, eql, lvis_counts, groups, 0,
                                   os.path.join(args.figures, f"lvis_scale_statistics_{eql}.png"))
                 history_figure(runs, baseline, eql, groups, 0,
                                os.path.join(args.figures, f"lvis_scale_ratio_history_{eql}.png"))
