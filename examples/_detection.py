@@ -123,9 +123,12 @@ class DenseDetector(keras.Model):
         width: filters of the convolutions.
         image_size: input side.
         box_weight: weight of the box loss.
+        classifier_kernel: kernel size of the classifier convolution (1 keeps
+            a 1203-category head affordable on a CPU).
     """
 
-    def __init__(self, num_classes, classification_loss, width=48, image_size=64, box_weight=2.0, **kwargs):
+    def __init__(self, num_classes, classification_loss, width=48, image_size=64, box_weight=2.0,
+                 classifier_kernel=3, **kwargs):
         layers = keras.layers
         images = keras.Input((image_size, image_size, 3), name="images")
         x = layers.Rescaling(1 / 255.0)(images)
@@ -133,7 +136,7 @@ class DenseDetector(keras.Model):
             x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
         cls = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
         bias = -np.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
-        cls = layers.Conv2D(num_classes, 3, padding="same", name="cls",
+        cls = layers.Conv2D(num_classes, classifier_kernel, padding="same", name="cls",
                             bias_initializer=keras.initializers.Constant(bias))(cls)
         box = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
         box = layers.Conv2D(4, 3, padding="same", name="box")(box)

@@ -385,7 +385,8 @@ def _lvis_group(label, category, count):
     return int(_threshold_groups(np.asarray([count]), above=100, below=11)[0])
 
 
-def grouped_coco_ap(ground_truth, results, train_image_counts=None, iou_type="bbox"):
+def grouped_coco_ap(ground_truth, results, train_image_counts=None, iou_type="bbox",
+                    max_detections_per_image=None):
     """COCO AP (IoU 0.50:0.95) overall and per LVIS frequency group.
 
     Runs pycocotools' standard (not LVIS-federated) evaluation, takes each
@@ -401,6 +402,12 @@ def grouped_coco_ap(ground_truth, results, train_image_counts=None, iou_type="bb
             `images_per_category(train_set)`; `None` reads LVIS's
             `image_count` field of each ground-truth category.
         iou_type: `"bbox"` or `"segm"`.
+        max_detections_per_image: LVIS's evaluation cap (300 on LVIS): keep
+            only this many highest-scoring detections per image across all
+            categories, so categories compete for the slots, and evaluate
+            with `maxDets=[max_detections_per_image]`, under which
+            pycocotools' own per-image-and-category cap cannot bind. `None`
+            (default): pycocotools' standard 100 per image and category.
 
     Returns:
         `{"AP", "APr", "APc", "APf"}` floats in [0, 1]; NaN for a group with no
@@ -427,6 +434,18 @@ def grouped_coco_ap(ground_truth, results, train_image_counts=None, iou_type="bb
     detections = _load_json(results)
     if not isinstance(detections, list):
         raise ValueError(f"{label}: results must be a list of dicts (or a JSON path), got {results!r:.200}.")
+    if max_detections_per_image is not None:
+        if (isinstance(max_detections_per_image, bool) or not isinstance(max_detections_per_image, numbers.Integral)
+                or max_detections_per_image < 1):
+            raise ValueError(
+                f"{label}: max_detections_per_image must be a positive integer or None, "
+                f"got {max_detections_per_image!r}.")
+        by_image = {}
+        for detection in detections:
+            by_image.setdefault(detection["image_id"], []).append(detection)
+        # Highest scores first; a stable sort keeps the given order among ties.
+        detections = [kept for image_detections in by_image.values()
+                      for kept in sorted(image_detections, key=lambda d: -d["score"])[:max_detections_per_image]]
     category_ids = sorted(category["id"] for category in dataset["categories"])
     if train_image_counts is None:
         missing = [c["id"] for c in dataset["categories"] if "image_count" not in c]
@@ -451,6 +470,11 @@ def grouped_coco_ap(ground_truth, results, train_image_counts=None, iou_type="bb
                 "annotations": []})
         evaluation = COCOeval(truth, predicted, iou_type)
         evaluation.params.catIds = category_ids
+        # Only the "all" area range is read below; the other three would
+        # quadruple evaluateImg's calls (most of the time with 1203 categories).
+        evaluation.params.areaRng, evaluation.params.areaRngLbl = evaluation.params.areaRng[:1], ["all"]
+        if max_detections_per_image is not None:
+            evaluation.params.maxDets = [int(max_detections_per_image)]
         evaluation.evaluate()
         evaluation.accumulate()
     # precision: [iou thresholds, recall points, categories, areas, maxDets].
