@@ -80,7 +80,8 @@ HISTORY_POINTS = 12
 
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs, batches and steps)."""
-    parser = _common.synthetic_parser(__doc__, epochs=1, methods=METHODS, batch_size=16, learning_rate=1e-3)
+    parser = _common.synthetic_parser(__doc__, example_file=__file__, epochs=1, methods=METHODS,
+                                      batch_size=16, learning_rate=1e-3)
     parser.set_defaults(val_images_per_category=5)
     parser.add_argument("--count-divisor", type=_common.positive_float, default=10.0,
                         help="k: category k_j appears in max(1, round(n_j / (k / scale))) training images")
