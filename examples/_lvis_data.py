@@ -17,13 +17,16 @@ Procedurally rendered glyphs give both at any count:
   Greek, Cyrillic letters and digits, chosen so that no two normalised
   glyphs correlate above `MAX_BASE_CORRELATION`) times 12 marks (none,
   acute, grave, circumflex, tilde, macron, breve, dot above, diaeresis,
-  ring, caron, dot below) = 1212 pairs, of which the first 1203 are used.
+  ring, caron, dot below) = 1212 pairs, of which a fixed random
+  permutation picks 1203.
 * A family is the categories sharing a base glyph: they differ only by a
   small mark (hard negatives), as accented letters do. Categories sharing a
   mark share that part too, so a rare pair can be composed from features
   its frequent relatives teach (shape from its family, mark from others).
-* LVIS's frequencies are assigned to the pairs by a fixed random
-  permutation, so most families mix rare, common and frequent categories.
+* That permutation also decides which pair gets which LVIS category's
+  count, so most families mix rare, common and frequent categories.
+* Measured (`family_similarity`, centred cosine of the templates): 0.79
+  within a family, -0.01 across families.
 
 Fashion-MNIST compositions were the alternative; Debian's package is not
 always installed and the data would then be missing, whereas matplotlib

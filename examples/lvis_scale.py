@@ -45,7 +45,7 @@ its own box, so AP counts a RoI's (category, score) as a hit when the
 category is its label; top-1 accuracy per group on the foreground RoIs.
 
 The JSON (`--output`) holds the metrics, the final per-category statistics
-(positive, negative, ratio) and their history (ratio at about 12 points);
+(positive, negative, ratio) and their history (about 12 points);
 `lvis_tables.py` assembles the tables and figures from any set of runs.
 
     python examples/lvis_scale.py --methods bce --seed 0 --output runs/bce_seed0.json

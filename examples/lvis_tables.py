@@ -1,6 +1,7 @@
 """Assemble the tables and figures of `lvis_scale.py` from whatever runs exist.
 
-Reads every run JSON given (files or directories of `*.json`), one or more
+Reads every run JSON given (files or directories of `*.json` or
+`*.json.gz`), one or more
 methods per file, and prints Markdown tables: AP (and accuracy for the
 two-stage task) as "mean (seed 0 / seed 1 / seed 2)" with "-" for a missing
 seed, the run times, and the mechanism statistics of each EQL loss and its
@@ -20,6 +21,7 @@ from the seed-0 runs, for each (baseline, EQL) pair:
 import argparse
 import csv
 import glob
+import gzip
 import io
 import json
 import os
@@ -42,10 +44,11 @@ def load_runs(paths):
     """
     files = []
     for path in paths:
-        files += sorted(glob.glob(os.path.join(path, "*.json"))) if os.path.isdir(path) else [path]
+        files += (sorted(glob.glob(os.path.join(path, "*.json")) + glob.glob(os.path.join(path, "*.json.gz")))
+                  if os.path.isdir(path) else [path])
     runs, context = {}, None
     for path in files:
-        with open(path) as handle:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as handle:
             report = json.load(handle)
         if "lvis_image_counts" not in report:
             continue
