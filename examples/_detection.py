@@ -235,3 +235,27 @@ def to_coco_results(boxes, scores, classes, valid, image_ids):
             results.append({"image_id": int(image_id), "category_id": int(category) + 1,
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return results
+
+
+def detect_in_batches(detect, images, batch_size):
+    """COCO-format detections of `images` (image ids 1..N), `batch_size` at a time.
+
+    The last batch is padded to `batch_size`: one traced shape, as on an
+    accelerator.
+
+    Args:
+        detect: a (traced) `DenseDetector.detect`.
+        images: `(N, H, W, 3)` array.
+        batch_size: images per call.
+
+    Returns:
+        The list of `to_coco_results` dicts for every image.
+    """
+    results = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        count = len(batch)
+        batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], batch.dtype)])
+        outputs = [t.numpy()[:count] for t in detect(tf.constant(batch))]
+        results += to_coco_results(*outputs, np.arange(start, start + count) + 1)
+    return results

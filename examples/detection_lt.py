@@ -87,15 +87,7 @@ def classification_loss(method, num_classes, scale_factor):
 
 def evaluate(model, val, train_counts, batch_size):
     """COCO AP overall and per LVIS group of `model` on the validation split."""
-    detect = tf.function(model.detect)
-    results = []
-    for start in range(0, len(val["images"]), batch_size):
-        images = val["images"][start:start + batch_size]
-        count = len(images)
-        # Pad the last batch: one traced shape, as on an accelerator.
-        images = np.concatenate([images, np.zeros((batch_size - count,) + images.shape[1:], images.dtype)])
-        outputs = [t.numpy()[:count] for t in detect(tf.constant(images))]
-        results += _detection.to_coco_results(*outputs, np.arange(start, start + count) + 1)
+    results = _detection.detect_in_batches(tf.function(model.detect), val["images"], batch_size)
     return grouped_coco_ap(val["coco"], results, train_image_counts=train_counts)
 
 

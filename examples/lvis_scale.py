@@ -307,14 +307,7 @@ def make_detect(model, candidates=1000, max_detections=MAX_DETECTIONS, iou_thres
 
 def evaluate_dense(model, val, lvis_counts, batch_size):
     """COCO AP (LVIS cap) overall and per group on the validation images."""
-    detect = make_detect(model)
-    results = []
-    for start in range(0, len(val["images"]), batch_size):
-        images = val["images"][start:start + batch_size]
-        count = len(images)
-        images = np.concatenate([images, np.zeros((batch_size - count,) + images.shape[1:], images.dtype)])
-        outputs = [t.numpy()[:count] for t in detect(tf.constant(images))]
-        results += _detection.to_coco_results(*outputs, np.arange(start, start + count) + 1)
+    results = _detection.detect_in_batches(make_detect(model), val["images"], batch_size)
     counts = {k + 1: int(lvis_counts[k]) for k in range(NUM_CLASSES)}
     ap = grouped_coco_ap(val["coco"], results, train_image_counts=counts, max_detections_per_image=MAX_DETECTIONS)
     return {"AP": ap["AP"], "AP_r": ap["APr"], "AP_c": ap["APc"], "AP_f": ap["APf"]}
