@@ -125,16 +125,21 @@ class DenseDetector(keras.Model):
         box_weight: weight of the box loss.
         classifier_kernel: kernel size of the classifier convolution (1 keeps
             a 1203-category head affordable on a CPU).
+        tower_dilations: one 3 x 3 convolution of the classification tower
+            per entry, with that dilation (more and wider ones see more of
+            an object: `(1, 2, 4)` sees 71 pixels at stride 4).
     """
 
     def __init__(self, num_classes, classification_loss, width=48, image_size=64, box_weight=2.0,
-                 classifier_kernel=3, **kwargs):
+                 classifier_kernel=3, tower_dilations=(1,), **kwargs):
         layers = keras.layers
         images = keras.Input((image_size, image_size, 3), name="images")
         x = layers.Rescaling(1 / 255.0)(images)
         for filters, stride in ((width // 2, 2), (width, 2), (width, 1)):
             x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
-        cls = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        cls = x
+        for dilation in tower_dilations:
+            cls = layers.Conv2D(width, 3, padding="same", dilation_rate=dilation, activation="relu")(cls)
         bias = -np.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         cls = layers.Conv2D(num_classes, classifier_kernel, padding="same", name="cls",
                             bias_initializer=keras.initializers.Constant(bias))(cls)
