@@ -16,6 +16,7 @@ or non-finite sums is dropped whole.
 
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 from keras.src.losses.loss import (apply_mask, squeeze_or_expand_to_same_rank,
                                    reduce_weighted_values, standardize_reduction)
 
@@ -144,6 +145,10 @@ def call(loss, y_true, y_pred, sample_weight=None):
         raise ValueError(f"{label}: the class axis of the logits must be static, got shape "
                          f"{tuple(y_pred.shape)}.")
     loss._check_width(y_pred.shape[-1])
+    if loss.update_statistics and in_symbolic_scope():
+        # Keras's symbolic build: the last moment to say that `attach` is
+        # missing while the model still holds its variables.
+        loss._statistics.check_attached()
     num_classes = loss.num_classes
     targets, valid, ok = prepare(
         label, y_true, y_pred, num_classes=num_classes, ignore_class=loss.ignore_class,

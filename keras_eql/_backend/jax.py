@@ -70,6 +70,8 @@ class ForwardStatistics(keras.metrics.Metric):
         self.decay = decay
         self.minimum_format = int(minimum_format)
         self.loss_name = name
+        # Set by `attach`; checked in Keras's symbolic build (see `check_attached`).
+        self.attached = False
         shape = (self.num_classes,)
         self.positive = self.add_variable(shape, "zeros", "float32", name="positive_gradients")
         self.negative = self.add_variable(shape, "zeros", "float32", name="negative_gradients")
@@ -130,6 +132,23 @@ class ForwardStatistics(keras.metrics.Metric):
         self.steps.assign(np.asarray(steps, np.float32))
         self.format.assign(float(STATISTICS_FORMAT))
 
+    def check_attached(self):
+        """Raise if no model was ever given these statistics (`keras_eql.attach`).
+
+        Called from Keras's symbolic build, which `fit()` and `evaluate()`
+        run before their first step: an error raised later, while tracing
+        the step, would come after the JAX trainer has taken the model's
+        variables out of the model (it does not put them back on an error).
+        """
+        if not self.attached:
+            raise RuntimeError(self._unattached_message())
+
+    def _unattached_message(self):
+        return (f"loss '{self.loss_name}': its statistics are not part of the model's state, "
+                "so a training step would lose their update. Under the JAX backend call "
+                "`keras_eql.attach(model)` after `model.compile(...)` and again after "
+                "`keras.models.load_model(...)` (`keras_eql.load_model` does it).")
+
     def _check_mapped(self):
         scope = get_stateless_scope()
         if scope is None:
@@ -140,11 +159,7 @@ class ForwardStatistics(keras.metrics.Metric):
                 "loop; this call differentiates the loss outside both, so its update would be "
                 "lost. Pass update_statistics=False to differentiate it without statistics.")
         if scope.get_current_value(self.positive) is None:
-            raise RuntimeError(
-                f"loss '{self.loss_name}': its statistics are not part of the model's state, "
-                "so this training step would lose their update. Under the JAX backend call "
-                "`keras_eql.attach(model)` after `model.compile(...)` and again after "
-                "`keras.models.load_model(...)`.")
+            raise RuntimeError(self._unattached_message())
 
     def accumulate_sums(self, positive, negative, *, inputs_finite=None):
         """Fold one step's `(C,)` sums in; a step with anything non-finite adds nothing."""
@@ -222,4 +237,5 @@ def attach_losses(model):
         # Layer.__setattr__ tracks the Metric: its variables join
         # `model.metrics_variables`, which the JAX trainer carries.
         setattr(model, attribute, loss.statistics)
+        loss.statistics.attached = True
     return model

@@ -93,13 +93,21 @@ def test_validation_data_does_not_move_the_statistics():
     assert model.loss.statistics.step_count() == ROWS // BATCH
 
 
-def test_forgotten_attach_raises_and_says_what_to_call():
-    features, labels, _ = _data("sigmoid_eql")
+def test_forgotten_attach_raises_says_what_to_call_and_keeps_the_model():
+    kind = "sigmoid_eql"
+    features, labels, weights = _data(kind)
     model = _linear_model()
-    model.compile(optimizer="sgd", loss=keras_eql.SigmoidEQL(num_classes=NUM_CLASSES))
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
+                  loss=make_loss(kind, num_classes=NUM_CLASSES))
+    kernel, bias = (w.numpy() for w in model.layers[-1].weights)
     with pytest.raises(RuntimeError, match=r"keras_eql\.attach\(model\)"):
         model.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
     assert model.loss.statistics.step_count() == 0
+    # Raised before the JAX trainer took the variables: attach and train on.
+    keras_eql.attach(model).fit(features, labels, sample_weight=weights, batch_size=BATCH,
+                                epochs=EPOCHS, shuffle=False, verbose=0)
+    steps = EPOCHS * ROWS // BATCH
+    _assert_matches(model, _reference(kind, kernel, bias, features, labels, weights, steps))
 
 
 def test_attach_builds_a_lazy_loss_and_is_idempotent():
@@ -139,3 +147,27 @@ def test_keras_save_load_restores_the_statistics_and_resumes_after_attach(tmp_pa
     loaded.fit(features, labels, **fit)
     steps = 2 * ROWS // BATCH
     _assert_matches(loaded, _reference(kind, kernel, bias, features, labels, weights, steps))
+
+
+def test_keras_eql_load_model_attaches(tmp_path):
+    features, labels, _ = _data("softmax_eql")
+    model = _compiled("softmax_eql")
+    model.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras_eql.load_model(tmp_path / "model.keras")
+    loaded.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
+    assert loaded.loss.statistics.step_count() == 2 * ROWS // BATCH
+
+
+def test_recompiling_with_the_same_loss_keeps_the_link_and_a_new_loss_needs_attach():
+    features, labels, _ = _data("efl")
+    model = _compiled("efl", steps_per_execution=2)
+    loss = model.loss
+    model.compile(optimizer="sgd", loss=loss)
+    model.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
+    assert loss.statistics.step_count() == ROWS // BATCH
+    model.compile(optimizer="sgd", loss=make_loss("efl", num_classes=NUM_CLASSES))
+    with pytest.raises(RuntimeError, match="attach"):
+        model.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
+    keras_eql.attach(model).fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
+    assert model.loss.statistics.step_count() == ROWS // BATCH
