@@ -56,10 +56,11 @@ def attach(model):
 
     Needed under the JAX backend, where a training step only carries state
     that the model tracks: call it after `model.compile(...)`, and again
-    after `keras.models.load_model(...)` or a compile with new loss objects.
-    Forgotten, the first training step raises an error that says so; nothing
-    is lost silently. Under TensorFlow (and any backend whose losses own
-    their state) it does nothing, so one script runs on every backend.
+    after `keras.models.load_model(...)` (`keras_eql.load_model` does it) or
+    a compile with new loss objects. Forgotten, `fit()` (and `evaluate()`)
+    raise an error that says so before their first step, with the model
+    intact; nothing is lost silently. Under TensorFlow it does nothing, so
+    one script runs on both backends.
 
     Under JAX a loss built with `num_classes=None` gets its statistics here,
     from the width of the model output it trains.

@@ -17,18 +17,19 @@ _SCRIPT = textwrap.dedent("""
     import keras_eql
 
     assert keras.backend.backend() == "jax", keras.backend.backend()
+    labels, logits = np.arange(8) % 3, np.ones((8, 3), "float32")
+    for loss in (keras_eql.SoftmaxEQL(), keras_eql.EqualizedFocalLoss(),
+                 keras_eql.EqualizedQualityFocalLoss(), keras_eql.FocalSigmoidEQL()):
+        assert np.isfinite(float(loss(labels, logits))), type(loss).__name__
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    for loss in (keras_eql.SigmoidEQL(objectness=False), keras_eql.SoftmaxEQL(),
-                 keras_eql.EqualizedFocalLoss(), keras_eql.EqualizedQualityFocalLoss(),
-                 keras_eql.FocalSigmoidEQL()):
-        model.compile("sgd", loss=loss)
-        keras_eql.attach(model)
-        labels = np.arange(8) % (2 if isinstance(loss, keras_eql.SoftmaxEQL) else 3)
-        model.fit(np.ones((8, 4), "float32"), labels, verbose=0)
-        assert loss.statistics.step_count() == 1, type(loss).__name__
-        model.save(sys.argv[1])
-        keras_eql.attach(keras.models.load_model(sys.argv[1]))
-    keras_eql.gradient_statistics(model)
+    model.compile("sgd", loss=keras_eql.SigmoidEQL())
+    keras_eql.attach(model).fit(np.ones((8, 4), "float32"), labels, verbose=0)
+    assert model.loss.statistics.step_count() == 1
+    model.save(sys.argv[1])
+    loaded = keras_eql.load_model(sys.argv[1])
+    loaded.fit(np.ones((8, 4), "float32"), labels, verbose=0)
+    assert loaded.loss.statistics.step_count() == 2
+    keras_eql.gradient_statistics(loaded)
     try:
         keras_eql.SeesawLoss
     except AttributeError as error:
