@@ -158,7 +158,9 @@ def call(loss, y_true, y_pred, sample_weight=None):
     rows, local, positive = loss._forward_rows(targets, logits, loss._statistics)
     normalizer = loss._forward_normalizer(targets, valid)
     if normalizer is not None:
-        rows, local = rows / normalizer, local / normalizer
+        rows = rows / normalizer
+        if not loss._per_sample_statistics:  # per-sample sums never see the normaliser
+            local = local / normalizer
     rows = ops.where(ok, rows, float("nan"))
     rows = ops.cast(rows, loss.dtype)
     mask = valid
