@@ -135,3 +135,22 @@ def test_differentiating_outside_a_stateless_step_raises():
         jax.grad(lambda z: loss(labels, z))(logits)
     frozen = keras_eql.SoftmaxEQL(num_classes=CLASSES, update_statistics=False)
     assert np.isfinite(np.asarray(jax.grad(lambda z: frozen(labels, z))(logits))).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("cls", [keras_eql.SigmoidEQL, keras_eql.SoftmaxEQL,
+                                 keras_eql.EqualizedFocalLoss,
+                                 keras_eql.EqualizedQualityFocalLoss, keras_eql.FocalSigmoidEQL])
+def test_extreme_finite_logits_give_a_finite_loss_gradient_and_statistics(cls, dtype):
+    import jax.numpy as jnp
+
+    values = np.array([-3e4, -100.0, -17.0, 0.0, 17.0, 100.0, 3e4], np.float32)
+    logits = jnp.asarray(np.stack([np.roll(values, k)[:CLASSES] for k in range(7)]), dtype)
+    labels = np.arange(7) % CLASSES
+    loss = cls(num_classes=CLASSES)
+    value, grad, _ = _step(loss, labels, logits)
+    assert np.isfinite(value)
+    assert np.isfinite(np.asarray(grad, np.float32)).all()
+    assert loss.statistics.step_count() == 1
+    stats = loss.gradient_statistics()
+    assert np.isfinite(stats["positive"]).all() and np.isfinite(stats["negative"]).all()
