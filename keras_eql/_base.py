@@ -262,6 +262,10 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
 
     def call(self, y_true, y_pred):
         """Per-row losses (Keras API); statistics rows weigh 1 here."""
+        if _backend.FORWARD_STATISTICS:
+            from keras_eql import _forward
+
+            return _forward.row_losses(self, y_true, y_pred)  # never updates the statistics
         return self._call(y_true, y_pred, None, None)
 
     def _row_weights(self, rows, sample_weight, input_mask, valid):

@@ -133,39 +133,54 @@ def _inputs_finite(logits, valid):
     return ops.isfinite(ops.sum(row_sums))
 
 
-def call(loss, y_true, y_pred, sample_weight=None):
-    """`EqualizationLoss.__call__` on a forward-statistics backend."""
+def _row_values(loss, y_true, y_pred):
+    """`(y_pred, rows, local, positive, valid, ok)` of one call.
+
+    `rows` are in the loss's dtype, 0 on ignored rows and NaN on a step with
+    a bad label; `local` is their analytic derivative (float32).
+    """
     label = type(loss).__name__
-    _checks.check_logits_dtype(label, y_pred)
-    input_mask = get_keras_mask(y_pred)
-    differentiated = loss.update_statistics and _backend.being_differentiated(y_pred)
     y_pred = ops.convert_to_tensor(y_pred, dtype=loss.dtype)
     y_true = ops.convert_to_tensor(y_true, dtype=loss.dtype)
     if len(y_pred.shape) == 0 or y_pred.shape[-1] is None:
         raise ValueError(f"{label}: the class axis of the logits must be static, got shape "
                          f"{tuple(y_pred.shape)}.")
     loss._check_width(y_pred.shape[-1])
-    if loss.update_statistics and in_symbolic_scope():
-        # Keras's symbolic build: the last moment to say that `attach` is
-        # missing while the model still holds its variables.
-        loss._statistics.check_attached()
-    num_classes = loss.num_classes
     targets, valid, ok = prepare(
-        label, y_true, y_pred, num_classes=num_classes, ignore_class=loss.ignore_class,
+        label, y_true, y_pred, num_classes=loss.num_classes, ignore_class=loss.ignore_class,
         allow_background=loss._allow_background, binary=loss._binary_targets)
     logits = y_pred if valid is None else ops.where(valid[..., None], y_pred, 0.0)
-    logits = ops.cast(logits, "float32")
-    rows, local, positive = loss._forward_rows(targets, logits, loss._statistics)
+    rows, local, positive = loss._forward_rows(targets, ops.cast(logits, "float32"),
+                                               loss._statistics)
     normalizer = loss._forward_normalizer(targets, valid)
     if normalizer is not None:
         rows = rows / normalizer
         if not loss._per_sample_statistics:  # per-sample sums never see the normaliser
             local = local / normalizer
-    rows = ops.where(ok, rows, float("nan"))
-    rows = ops.cast(rows, loss.dtype)
-    mask = valid
+    rows = ops.cast(ops.where(ok, rows, float("nan")), loss.dtype)
     if valid is not None:
         rows = ops.where(valid, rows, 0.0)
+    return y_pred, rows, local, positive, valid, ok
+
+
+def row_losses(loss, y_true, y_pred):
+    """`EqualizationLoss.call` on a forward-statistics backend: the rows, no statistics."""
+    _checks.check_logits_dtype(type(loss).__name__, y_pred)
+    return _row_values(loss, y_true, y_pred)[1]
+
+
+def call(loss, y_true, y_pred, sample_weight=None):
+    """`EqualizationLoss.__call__` on a forward-statistics backend."""
+    label = type(loss).__name__
+    _checks.check_logits_dtype(label, y_pred)
+    input_mask = get_keras_mask(y_pred)
+    differentiated = loss.update_statistics and _backend.being_differentiated(y_pred)
+    y_pred, rows, local, positive, valid, ok = _row_values(loss, y_true, y_pred)
+    if loss.update_statistics and in_symbolic_scope():
+        # Keras's symbolic build: the last moment to say that `attach` is
+        # missing while the model still holds its variables.
+        loss._statistics.check_attached()
+    mask = valid
     if input_mask is not None:
         mask = input_mask if mask is None else (ops.cast(input_mask, "bool") & mask)
     value = reduce_weighted_values(rows, sample_weight=sample_weight, mask=mask,
@@ -184,7 +199,7 @@ def call(loss, y_true, y_pred, sample_weight=None):
             coefficients = _reduction_coefficients(label, rows, sample_weight, mask,
                                                    loss.reduction)
         positive_sum, negative_sum = column_sums(
-            ops.stop_gradient(local), positive, coefficients, num_classes)
+            ops.stop_gradient(local), positive, coefficients, loss.num_classes)
         finite = ok & _inputs_finite(y_pred, valid)
         loss._statistics.accumulate_sums(positive_sum, negative_sum, inputs_finite=finite)
     return value

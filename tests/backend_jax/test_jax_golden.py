@@ -100,3 +100,14 @@ def test_a_plain_call_leaves_the_statistics_alone():
     jitted = jax.jit(lambda z: loss(labels, z))(np.asarray(golden["logits"][0], np.float32))
     np.testing.assert_allclose(float(jitted), golden["loss"][0], rtol=1e-5)
     assert loss.statistics.step_count() == 0
+
+
+def test_call_returns_the_rows_and_leaves_the_statistics_alone():
+    golden, loss, inputs = _case("softmax_eql")
+    labels, weights = inputs[0]
+    logits = np.asarray(golden["logits"][0], np.float32)
+    rows = jax.grad(lambda z: loss.call(labels, z).sum())(logits)  # differentiated, no update
+    assert rows.shape == logits.shape
+    np.testing.assert_allclose(float(loss.call(labels, logits).mean() * weights[0]),
+                               golden["loss"][0], rtol=1e-5)
+    assert loss.statistics.step_count() == 0
