@@ -33,8 +33,8 @@ def _data(kind):
 
 def _compiled(kind, **options):
     model = _linear_model()
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
-                  loss=make_loss(kind, num_classes=NUM_CLASSES), **options)
+    options.setdefault("optimizer", keras.optimizers.SGD(LEARNING_RATE))
+    model.compile(loss=make_loss(kind, num_classes=NUM_CLASSES), **options)
     return keras_eql.attach(model)
 
 
@@ -171,3 +171,18 @@ def test_recompiling_with_the_same_loss_keeps_the_link_and_a_new_loss_needs_atta
         model.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
     keras_eql.attach(model).fit(features, labels, batch_size=BATCH, epochs=1, verbose=0)
     assert model.loss.statistics.step_count() == ROWS // BATCH
+
+
+def test_loss_weights_and_the_loss_scale_stay_out_of_the_statistics():
+    features, labels, weights = _data("softmax_eql")
+    batch = dict(sample_weight=weights[:BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    results = []
+    for options in ({}, {"loss_weights": 3.0},
+                    {"optimizer": keras.optimizers.LossScaleOptimizer(
+                        keras.optimizers.SGD(LEARNING_RATE), initial_scale=1024.0)}):
+        model = _compiled("softmax_eql", **options)
+        model.fit(features[:BATCH], labels[:BATCH], **batch)
+        results.append(model.loss.gradient_statistics())
+    for other in results[1:]:
+        for key in ("positive", "negative"):
+            np.testing.assert_allclose(other[key], results[0][key], rtol=1e-6, err_msg=key)
