@@ -44,12 +44,15 @@ data:
 demo: $(DEMO_STAMP) data
 	$(VENV)/bin/keras-eql demo
 
-test: $(TEST_STAMP) data test-jax
-	$(PY) -m pytest -q
-
 # tests/backend_jax under KERAS_BACKEND=jax (tests/conftest.py leaves them out otherwise).
+JAX_TESTS = KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_PY) -m pytest -q tests/backend_jax
+
+test: $(TEST_STAMP) $(JAX_STAMP) data
+	$(PY) -m pytest -q
+	$(JAX_TESTS)
+
 test-jax: $(JAX_STAMP)
-	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_PY) -m pytest -q tests/backend_jax
+	$(JAX_TESTS)
 
 clean:
 	rm -rf $(VENV) $(JAX_VENV) build *.egg-info
