@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import keras_eql
-from helpers import LOSS_KINDS, NUM_CLASSES, FEATURES, long_tailed_data, make_loss
+from helpers import FEATURES, NUM_CLASSES, long_tailed_data, make_loss
 
 ROWS, BATCH, EPOCHS, LEARNING_RATE = 64, 16, 2, 0.5
 
@@ -67,7 +67,9 @@ def _assert_matches(model, reference):
     assert model.loss.statistics.step_count() == steps
 
 
-@pytest.mark.parametrize("kind", LOSS_KINDS)
+# Per-sample and upstream-weighted statistics; test_jax_cross_backend.py fits all four
+# losses against TensorFlow's fit.
+@pytest.mark.parametrize("kind", ["sigmoid_eql", "softmax_eql"])
 def test_fit_equals_the_reference_loop_and_evaluate_predict_leave_the_statistics(kind):
     features, labels, weights = _data(kind)
     model = _compiled(kind)
