@@ -3,6 +3,10 @@
 Gradient-driven losses for long-tailed recognition. Each loss keeps per-class
 accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
+
+Backends: everything under TensorFlow; the Equalization Losses and `attach`
+also under JAX, where `import keras_eql` does not import TensorFlow (see
+`keras_eql._backend`).
 """
 
 from keras_eql import _backend, metrics, plotting
