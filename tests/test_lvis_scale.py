@@ -165,3 +165,14 @@ def test_smoke_trains_every_method_and_moves_the_statistics(tmp_path):
         # Every category appears once in the smoke data; three steps see some of them.
         assert positive.sum() > 0 and negative.sum() > 0 and np.all(negative > 0), method
         assert len(row["history"]["steps"]) >= 1
+
+
+def test_dense_diagnosis_smoke_measures_boxes_and_classes():
+    import lvis_dense_diagnosis
+
+    result = lvis_dense_diagnosis.main(["--smoke", "--methods", "focal", "--verbose", "0", "--pretrain-epochs", "1",
+                                        "--no-jit-compile"])
+    assert set(result) == {"box_iou", "top1", "family_top1", "median_true_score", "median_score"}
+    assert 0.0 < result["box_iou"] <= 1.0
+    assert 0.0 <= result["top1"] <= result["family_top1"] <= 1.0
+    assert 0.0 < result["median_true_score"] < 1.0 and 0.0 < result["median_score"] < 1.0
