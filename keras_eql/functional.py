@@ -14,6 +14,8 @@ logit. Hyper-parameters are keyword-only.
 
 import tensorflow as tf
 
+from keras_eql import _rows
+
 __all__ = [
     "equalized_focal_loss",
     "equalized_quality_focal_loss",
@@ -23,8 +25,6 @@ __all__ = [
     "sigmoid_eql_weights",
     "softmax_eql",
 ]
-
-_MAPPINGS = ("sigmoid", "linear", "square", "sqrt")
 
 
 def _float32(x):
@@ -67,29 +67,11 @@ def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoi
         >>> [round(float(q[0]), 4), float(r[0])]
         [4.9997, 1.0]
     """
-    ratio = tf.stop_gradient(_float32(ratio))
-    if callable(mapping):
-        negative = _float32(mapping(ratio))
-    elif mapping == "sigmoid":
-        negative = tf.sigmoid(gamma * (ratio - mu))
-    elif mapping == "linear":
-        negative = ratio
-    elif mapping == "square":
-        negative = tf.square(ratio)
-    elif mapping == "sqrt":
-        negative = tf.sqrt(tf.maximum(ratio, 0.0))
-    else:
-        raise ValueError(
-            f"sigmoid_eql: unknown mapping={mapping!r}; expected one of "
-            f"{_MAPPINGS} or a callable."
-        )
-    negative = tf.clip_by_value(negative, 0.0, 1.0)
-    positive = 1.0 + alpha * (1.0 - negative)
-    if not reweight_positives:
-        positive = tf.ones_like(positive)
-    if not reweight_negatives:
-        negative = tf.ones_like(negative)
-    return positive, negative
+    # One implementation for every backend (keras.ops); under TensorFlow it
+    # builds the same TF ops.
+    return _rows.sigmoid_eql_weights(ratio, gamma=gamma, mu=mu, alpha=alpha, mapping=mapping,
+                                     reweight_negatives=reweight_negatives,
+                                     reweight_positives=reweight_positives)
 
 
 def sigmoid_eql(
