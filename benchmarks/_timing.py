@@ -163,7 +163,8 @@ def write_json(path, payload):
 def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
     """The options both benchmark scripts take."""
     parser.add_argument("--modes", default=modes, help="comma-separated: eager,function,jit")
-    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
+    parser.add_argument("--labels", default="sparse,dense,one_hot",
+                        help="sigmoid losses' label layouts (one_hot: dense targets, targets='one_hot')")
     parser.add_argument("--implementations", default="fused,autodiff",
                         help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py")
     parser.add_argument("--repeats", type=int, default=repeats)

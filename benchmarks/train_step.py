@@ -75,6 +75,9 @@ def variants(args, spec):
         for implementation in args.implementations:
             loss_cls = cls if implementation == "fused" else AUTODIFF[cls]
             for labels in (["sparse"] if key == "softmax_eql" else args.labels):
+                if labels == "one_hot" and implementation != "fused":
+                    continue
+                route = {"targets": "one_hot"} if labels == "one_hot" else {}
                 if key == "softmax_eql":
                     target = "categorical"
                 elif labels == "sparse":
@@ -82,7 +85,7 @@ def variants(args, spec):
                 else:
                     target = ("quality" if key == "eqfl" else "dense") + suffix
                 name = f"{cls.__name__}[{implementation},{labels}]"
-                out[name] = (lambda c=loss_cls, k=config: c(**k), target,
+                out[name] = (lambda c=loss_cls, k=dict(config, **route): c(**k), target,
                              {"loss": key, "class": cls.__name__,
                               "implementation": implementation, "labels": labels})
     return out

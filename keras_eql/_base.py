@@ -95,10 +95,12 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
 
     def __init__(self, *, num_classes=None, ignore_class=None, background=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name=None, dtype=None, from_logits=True):
+                 name=None, dtype=None, from_logits=True, targets="any"):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         label = type(self).__name__
         self.from_logits = _targets.check_from_logits(label, from_logits)
+        # The sigmoid losses expose it (and put it in their config).
+        self.targets = _targets.check_target_route(label, targets)
         if background is not None:
             if not isinstance(background, (bool, np.bool_)):
                 raise ValueError(f"{label}: `background` must be True or False, got {background!r}.")
@@ -243,11 +245,24 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                 f"{num_classes} classes, but its statistics are for "
                 f"{self.num_classes} classes. Use one loss instance per head.")
         self._check_distribution()
-        # Sparse labels stay ids: the fused losses never build a one-hot.
-        targets, _, valid, logits, verdict = _targets.prepare(
-            label, y_true, y_pred, num_classes=self.num_classes,
-            ignore_class=self.ignore_class, allow_background=self._allow_background,
-            binary=self._binary_targets, one_hot=False)
+        quality = None
+        if self.targets == "one_hot" and not _targets.is_sparse(y_true, y_pred):
+            # Dense one-hot rows become one id per row (and the target there,
+            # EQFL's quality) and take the sparse labels' fused path: no
+            # branch on the targets' layout (see `_fused`).
+            targets, values, checks, verdict = _targets.one_hot_targets(
+                label, y_true, y_pred, binary=self._binary_targets)
+            with tf.control_dependencies(checks):
+                logits = tf.identity(y_pred)
+            valid = None
+            if not self._binary_targets:
+                quality = values
+        else:
+            # Sparse labels stay ids: the fused losses never build a one-hot.
+            targets, _, valid, logits, verdict = _targets.prepare(
+                label, y_true, y_pred, num_classes=self.num_classes,
+                ignore_class=self.ignore_class, allow_background=self._allow_background,
+                binary=self._binary_targets, one_hot=False)
         on_column_sums = None
         if self.update_statistics:
             # A bad label (possible only under XLA) drops the step like a NaN.
@@ -257,12 +272,11 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         ratio = tf.stop_gradient(self._statistics.ratio())
-        row_weights = None
+        extra = {} if quality is None else {"quality": quality}
         if on_column_sums is not None and self._per_sample_statistics:
-            row_weights = self._row_weights(y_pred[..., 0], sample_weight, input_mask, valid)
-            losses = self._row_loss(targets, logits, ratio, on_column_sums, row_weights)
-        else:
-            losses = self._row_loss(targets, logits, ratio, on_column_sums)
+            extra["row_weights"] = self._row_weights(y_pred[..., 0], sample_weight, input_mask,
+                                                     valid)
+        losses = self._row_loss(targets, logits, ratio, on_column_sums, **extra)
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer

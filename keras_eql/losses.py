@@ -68,6 +68,7 @@ class _SigmoidEQLWeighting(EqualizationLoss):
     def get_config(self):
         config = super().get_config()
         config["background"] = self._allow_background
+        config["targets"] = self.targets
         options = self._weight_options()
         if callable(options["mapping"]):
             options["mapping"] = keras.saving.serialize_keras_object(options["mapping"])
@@ -157,7 +158,7 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                  mapping="sigmoid", objectness=False, reweight_negatives=True,
                  reweight_positives=True, ignore_class=-1, background=True, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name="sigmoid_eql", dtype=None, from_logits=True):
+                 name="sigmoid_eql", dtype=None, from_logits=True, targets="any"):
         self.objectness = bool(objectness)
         if self.objectness and background is False:
             raise ValueError(
@@ -169,7 +170,8 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits,
+                         targets=targets)
 
     def _extra_columns(self):
         return 1 if self.objectness else 0
@@ -230,7 +232,7 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                  reweight_positives=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
                  reduction="sum_over_batch_size", name="focal_sigmoid_eql", dtype=None,
-                 from_logits=True):
+                 from_logits=True, targets="any"):
         label = type(self).__name__
         self.focal_alpha = check_hyperparameter(
             label, "focal_alpha", focal_alpha, minimum=0.0, maximum=1.0, allow_none=True)
@@ -242,7 +244,8 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits,
+                         targets=targets)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         return _fused.focal_sigmoid_eql_rows(
@@ -365,7 +368,8 @@ class _EqualizedFocalBase(_PositiveRowsNormalizer, EqualizationLoss):
     def get_config(self):
         config = super().get_config()
         config.update(normalize_by_positives=self.normalize_by_positives,
-                      background=self._allow_background, **self._factor_options())
+                      background=self._allow_background, targets=self.targets,
+                      **self._factor_options())
         return config
 
 
@@ -421,7 +425,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                  focusing_factor=True, weighting_factor=True,
                  normalize_by_positives=False, ignore_class=-1, background=True,
                  decay=None, update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_focal_loss", dtype=None, from_logits=True):
+                 name="equalized_focal_loss", dtype=None, from_logits=True, targets="any"):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
@@ -430,7 +434,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype,
-                         from_logits=from_logits)
+                         from_logits=from_logits, targets=targets)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_focal_loss_rows(
@@ -487,16 +491,16 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
                  weighting_factor=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
                  reduction="sum_over_batch_size", name="equalized_quality_focal_loss",
-                 dtype=None, from_logits=True):
+                 dtype=None, from_logits=True, targets="any"):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype,
-                         from_logits=from_logits)
+                         from_logits=from_logits, targets=targets)
 
-    def _row_loss(self, targets, logits, ratio, on_column_sums):
+    def _row_loss(self, targets, logits, ratio, on_column_sums, quality=None):
         return _fused.equalized_quality_focal_loss_rows(
-            targets, logits, ratio=ratio, on_column_sums=on_column_sums,
+            targets, logits, ratio=ratio, on_column_sums=on_column_sums, quality=quality,
             **self._factor_options())
