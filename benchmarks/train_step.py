@@ -206,13 +206,16 @@ def print_report(results, ratios):
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ",".join(MODELS))
-    parser.add_argument("--api", default="train_on_batch,fit",
-                        help="comma-separated: train_on_batch, fit (model.fit, batches timed by a callback)")
+    parser.add_argument("--api", default=None,
+                        help="comma-separated: train_on_batch, fit (model.fit, batches timed by a "
+                             "callback); default both, train_on_batch with --smoke")
     parser.add_argument("--steps-per-fit", type=int, default=5,
                         help="batches per model.fit call (the first of each is not timed)")
     _timing.add_run_arguments(parser, modes="jit", repeats=11, warmup=3,
                               smoke_help="tiny models, one round (CI)")
     args = parser.parse_args(argv)
+    if args.api is None:
+        args.api = "train_on_batch" if args.smoke else "train_on_batch,fit"
     _timing.finish_arguments(args, ("models", "api", "modes", "labels", "implementations"))
     if args.smoke:
         args.steps_per_fit = 2

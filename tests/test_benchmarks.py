@@ -77,3 +77,32 @@ def test_label_checks_smoke_run_reports_both_variants(tmp_path):
     assert set(payload["median_ms"]) == {"checks", "no_checks"}
     assert all(math.isfinite(payload["ratio"][clock]) for clock in ("wall", "cpu"))
     assert "with / without label checks" in stdout
+
+
+def test_kerashub_step_smoke_run_compares_both_efl_routes_with_kerashub_focal(tmp_path):
+    """`kerashub_step.py`: a tiny RetinaNet's fit steps (no XLA here, to keep the test short)."""
+    pytest.importorskip("keras_hub", reason="kerashub_step.py needs keras-hub")
+    payload, stdout = _run("kerashub_step.py", tmp_path, "--no-jit-compile")
+    assert payload["machine"]["cpu"]
+    variants = {r["variant"] for r in payload["results"]}
+    assert variants == {"focal (KerasHub)", "EqualizedFocalLoss", "EqualizedFocalLoss[one_hot]"}
+    for r in payload["results"]:
+        assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]
+    against = {(row["variant"], row["against"]) for row in payload["ratios"]}
+    assert against == {("EqualizedFocalLoss", "focal (KerasHub)"),
+                       ("EqualizedFocalLoss[one_hot]", "focal (KerasHub)")}
+    assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in payload["ratios"])
+    assert "## ratios" in stdout
+
+
+def test_train_step_fit_api_times_fit_steps(tmp_path):
+    """`train_step.py --api fit`: batches of `model.fit` timed and compared (the classifier only)."""
+    payload, _ = _run("train_step.py", tmp_path, "--api", "fit", "--models", "classifier",
+                      "--implementations", "fused")
+    assert {r["api"] for r in payload["results"]} == {"fit"}
+    assert {r["variant"] for r in payload["results"]} == {"SparseCategoricalCrossentropy",
+                                                           "SoftmaxEQL[fused,sparse]"}
+    for r in payload["results"]:
+        assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]
+    (row,) = payload["ratios"]
+    assert row["target"] == 1.03 and math.isfinite(row["ratio"]) and row["api"] == "fit"
