@@ -60,6 +60,13 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         from_logits: must be True (the default): `y_pred` holds raw logits.
             Accepted for the Keras habit; `False` raises. A `y_pred` made by
             a softmax or sigmoid activation draws a warning.
+        targets: the sigmoid losses only: `"any"` (default) takes every
+            dense target; `"one_hot"` promises dense rows with at most one
+            positive (one-hot, or one-hot times a quality score, as KerasHub's
+            RetinaNet passes them) and runs them as class ids, about 1.2x the
+            ids' cost instead of about 2x (BENCHMARKS.md). A row with two
+            positives is then an error (under XLA: a NaN step, recorded like a
+            bad label). Sparse labels are unaffected.
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,

@@ -142,8 +142,9 @@ class SigmoidEQL(_SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -214,8 +215,9 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -411,8 +413,9 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql
@@ -475,8 +478,9 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras_eql, numpy as np
