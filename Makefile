@@ -7,7 +7,14 @@ PY := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test venv data clean
+# The JAX backend's tests run in their own venv, without TensorFlow.
+JAX_VENV := .venv-jax
+JAX_PY := $(JAX_VENV)/bin/python
+JAX_STAMP := $(JAX_VENV)/.installed-jax
+JAX_REQUIREMENTS = $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); \
+	c.read('setup.cfg'); print(' '.join(repr(r) for r in c['options.extras_require']['jax'].split()))")
+
+.PHONY: demo test test-jax venv data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +28,13 @@ $(TEST_STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,plot,demo]'
 	touch $@ $(DEMO_STAMP)
 
+$(JAX_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_PY) -m pip install --quiet --upgrade pip
+	$(JAX_PY) -m pip install --quiet --no-deps -e .
+	$(JAX_PY) -m pip install --quiet $(JAX_REQUIREMENTS) pytest pytest-timeout
+	touch $@
+
 venv: $(TEST_STAMP)
 
 # Real Fashion-MNIST from Debian's package, when this machine can install it.
@@ -30,8 +44,15 @@ data:
 demo: $(DEMO_STAMP) data
 	$(VENV)/bin/keras-eql demo
 
-test: $(TEST_STAMP) data
+# tests/backend_jax under KERAS_BACKEND=jax (tests/conftest.py leaves them out otherwise).
+JAX_TESTS = KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_PY) -m pytest -q tests/backend_jax
+
+test: $(TEST_STAMP) $(JAX_STAMP) data
 	$(PY) -m pytest -q
+	$(JAX_TESTS)
+
+test-jax: $(JAX_STAMP)
+	$(JAX_TESTS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(JAX_VENV) build *.egg-info

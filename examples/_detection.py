@@ -125,16 +125,23 @@ class DenseDetector(keras.Model):
         box_weight: weight of the box loss.
         classifier_kernel: kernel size of the classifier convolution (1 keeps
             a 1203-category head affordable on a CPU).
+        tower_dilations: one 3 x 3 convolution of the classification tower
+            per entry, with that dilation (more and wider ones see more of
+            an object: `(1, 2, 4)` sees 71 pixels at stride 4).
     """
 
     def __init__(self, num_classes, classification_loss, width=48, image_size=64, box_weight=2.0,
-                 classifier_kernel=3, **kwargs):
+                 classifier_kernel=3, tower_dilations=(1,), **kwargs):
         layers = keras.layers
         images = keras.Input((image_size, image_size, 3), name="images")
         x = layers.Rescaling(1 / 255.0)(images)
-        for filters, stride in ((width // 2, 2), (width, 2), (width, 1)):
-            x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
-        cls = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        for index, (filters, stride) in enumerate(((width // 2, 2), (width, 2), (width, 1))):
+            x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu",
+                              name=f"backbone_{index}")(x)
+        cls = x
+        for index, dilation in enumerate(tower_dilations):
+            cls = layers.Conv2D(width, 3, padding="same", dilation_rate=dilation, activation="relu",
+                                name=f"cls_tower_{index}")(cls)
         bias = -np.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         cls = layers.Conv2D(num_classes, classifier_kernel, padding="same", name="cls",
                             bias_initializer=keras.initializers.Constant(bias))(cls)
@@ -235,6 +242,75 @@ def to_coco_results(boxes, scores, classes, valid, image_ids):
             results.append({"image_id": int(image_id), "category_id": int(category) + 1,
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return results
+
+
+def object_crops(images, boxes, labels, size=32):
+    """`size` x `size` windows centred on every object, at the image's scale.
+
+    Args:
+        images: `(N, S, S, 3)` uint8 images.
+        boxes: float `(N, M, 4)` xyxy boxes.
+        labels: int `(N, M)`, -1 for padding.
+        size: the window's side (even).
+
+    Returns:
+        `(crops, crop_labels)`: `(K, size, size, 3)` and `(K,)` for the K objects.
+    """
+    half = size // 2
+    padded = np.pad(images, ((0, 0), (half, half), (half, half), (0, 0)))
+    image_index, slot = np.nonzero(labels >= 0)
+    centres = np.round((boxes[image_index, slot, :2] + boxes[image_index, slot, 2:]) / 2).astype(int)
+    crops = np.stack([padded[i, y:y + size, x:x + size] for i, (x, y) in zip(image_index, centres)])
+    return crops, labels[image_index, slot].astype(np.int32)
+
+
+def pretrain_features(detector, crops, crop_labels, *, epochs, learning_rate, seed, batch_size=256):
+    """Pre-train the backbone and classification tower as a crop classifier.
+
+    The stand-in for the ImageNet pre-training every detector of the paper
+    starts from: the detector's `backbone_*` and `cls_tower_*` convolutions
+    (same configurations) classify the training objects' crops from the
+    feature at the crop's centre (softmax cross-entropy, random batches),
+    then their weights are copied into the detector. The classifier and the
+    box head are not touched, so every loss starts from the same features.
+
+    Args:
+        detector: a `DenseDetector`.
+        crops: `(K, s, s, 3)` object crops (`object_crops`).
+        crop_labels: `(K,)` their categories.
+        epochs: passes over the crops.
+        learning_rate: Adam's peak learning rate (cosine decay, 5 % warm-up).
+        seed: initialisation and shuffling seed.
+        batch_size: crops per step.
+
+    Returns:
+        The crop classifier's training accuracy in the last epoch.
+    """
+    import _common
+
+    layers = keras.layers
+    feature_layers = [layer for layer in detector.layers if layer.name.startswith(("backbone_", "cls_tower_"))]
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(crops.shape[1:])
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    clones = []
+    for layer in feature_layers:
+        clones.append(type(layer).from_config(layer.get_config()))
+        x = clones[-1](x)
+    side = x.shape[1]
+    # The detector classifies an object at the locations around its centre.
+    centre = layers.GlobalAveragePooling2D()(layers.Cropping2D(side // 2 - 1)(x))
+    outputs = layers.Dense(detector.num_classes)(centre)
+    classifier = keras.Model(inputs, outputs)
+    data, steps_per_epoch = _common.shuffled_batches(crops, crop_labels, batch_size, seed)
+    steps = steps_per_epoch * epochs
+    classifier.compile(_common.warmup_cosine_adam(learning_rate, steps, warmup_steps=steps // 20),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       metrics=["accuracy"], jit_compile=True)
+    history = classifier.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+    for layer, clone in zip(feature_layers, clones):
+        layer.set_weights(clone.get_weights())
+    return float(history.history["accuracy"][-1])
 
 
 def detect_in_batches(detect, images, batch_size):

@@ -68,7 +68,16 @@ from keras_eql.metrics import grouped_coco_ap
 
 TWO_STAGE_METHODS = ("bce", "sigmoid_eql", "eqlv1", "seesaw", "ce", "softmax_eql")
 DENSE_METHODS = ("focal", "efl", "qfl", "eqfl")
+# The paper's ablations (Tan et al., TPAMI): Table 2 (Sigmoid-EQL's components;
+# obj = `bce`, obj+neg+pos = `sigmoid_eql`), Table 9 (EFL's focusing and
+# weighting factors), Table 10 (EFL's s; s = 0 is `focal`, 8 is `efl`, 12 is the
+# fair try's third value) and Table 11 (FL+EQL vs EFL).
+ABLATIONS = {"sigmoid_eql_neg": "sigmoid_eql", "efl_focusing": "efl", "efl_weighting": "efl",
+             "efl_s2": "efl", "efl_s4": "efl", "efl_s12": "efl", "fl_eql": "efl"}
+TWO_STAGE_METHODS += ("sigmoid_eql_neg",)
+DENSE_METHODS += ("efl_focusing", "efl_weighting", "efl_s2", "efl_s4", "efl_s12", "fl_eql")
 METHODS = TWO_STAGE_METHODS + DENSE_METHODS
+MAIN_METHODS = tuple(m for m in METHODS if m not in ABLATIONS)  # the default `--methods`
 # Each EQL loss and its own baseline (the same loss with re-weighting off).
 BASELINES = {"sigmoid_eql": "bce", "softmax_eql": "ce", "efl": "focal", "eqfl": "qfl"}
 NUM_CLASSES = _lvis_data.NUM_CATEGORIES
@@ -78,9 +87,15 @@ EQLV1_THRESHOLD = 0.0011  # lambda of EQL v1 on LVIS v1 (reference.md, section 6
 HISTORY_POINTS = 12
 
 
+def _dilations(text):
+    """`"1,2,4"` -> `(1, 2, 4)`, each a positive integer."""
+    return tuple(_common.positive_int(part) for part in text.split(","))
+
+
 def parse_args(argv=None):
     """Parse the flags (`--smoke` shrinks data, epochs, batches and steps)."""
     parser = _common.synthetic_parser(__doc__, example_file=__file__, epochs=1, methods=METHODS,
+                                      default_methods=MAIN_METHODS,
                                       batch_size=16, learning_rate=1e-3)
     parser.set_defaults(val_images_per_category=5)
     parser.add_argument("--count-divisor", type=_common.positive_float, default=10.0,
@@ -90,6 +105,11 @@ def parse_args(argv=None):
     parser.add_argument("--background-rois-per-image", type=_common.positive_int, default=16)
     parser.add_argument("--width", type=_common.positive_int, default=32, help="region classifier width")
     parser.add_argument("--detector-width", type=_common.positive_int, default=48)
+    parser.add_argument("--tower-dilations", type=_dilations, default=(1,),
+                        help="dilations of the dense classification tower's 3 x 3 convolutions, e.g. 1,2,4")
+    parser.add_argument("--pretrain-epochs", type=int, default=0,
+                        help="pre-train the dense backbone and tower on the training objects' crops first "
+                             "(0: from scratch)")
     parser.add_argument("--scale-factor", type=float, default=8.0, help="s of EFL/EQFL")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each fit after this many steps (0: no limit)")
     args = _common.parse_synthetic_args(parser, argv, METHODS, smoke_scale=0.02, smoke_batch_size=2)
@@ -156,6 +176,9 @@ def two_stage_loss(method, lvis_counts):
                                     reweight_positives=False, name="bce"), C + 1
     if method == "sigmoid_eql":
         return keras_eql.SigmoidEQL(num_classes=C, objectness=True), C + 1
+    if method == "sigmoid_eql_neg":
+        return keras_eql.SigmoidEQL(num_classes=C, objectness=True, reweight_positives=False,
+                                    name=method), C + 1
     if method == "eqlv1":
         frequencies = np.asarray(lvis_counts, np.float64) / _lvis_data.LVIS_V1_TRAIN_IMAGES
         return EQLv1(class_frequencies=frequencies, frequency_threshold=EQLV1_THRESHOLD), C
@@ -170,7 +193,7 @@ def two_stage_loss(method, lvis_counts):
 
 def two_stage_scores(method, logits):
     """`(R, C)` category scores of a two-stage head's logits."""
-    if method in ("bce", "sigmoid_eql"):
+    if method in ("bce", "sigmoid_eql", "sigmoid_eql_neg"):
         scores = keras_eql.sigmoid_eql_scores(logits, objectness=True)
     elif method == "eqlv1":
         scores = tf.sigmoid(logits)
@@ -258,13 +281,22 @@ def run_two_stage(method, args, rois, groups, lvis_counts, strategy, jit_compile
 
 # -- (b) dense one-stage detection --------------------------------------------
 
+def dense_keras_eql_loss(method, scale_factor):
+    """The keras_eql loss of a dense method (`--scale-factor` is the s of `efl` and `eqfl`)."""
+    options = dict(num_classes=NUM_CLASSES, reduction="sum", normalize_by_positives=True, name=method)
+    if method == "fl_eql":
+        return keras_eql.FocalSigmoidEQL(**options)
+    if method in ("qfl", "eqfl"):
+        return keras_eql.EqualizedQualityFocalLoss(scale=scale_factor if method == "eqfl" else 0.0, **options)
+    scale = {"focal": 0.0, "efl_s2": 2.0, "efl_s4": 4.0, "efl_s12": 12.0}.get(method, scale_factor)
+    return keras_eql.EqualizedFocalLoss(scale=scale, focusing_factor=method != "efl_weighting",
+                                        weighting_factor=method != "efl_focusing", **options)
+
+
 def dense_loss(method, scale_factor):
     """The classification loss of a dense method and its keras_eql loss (statistics)."""
-    scale = scale_factor if method in ("efl", "eqfl") else 0.0
-    options = dict(num_classes=NUM_CLASSES, scale=scale, reduction="sum", normalize_by_positives=True, name=method)
+    loss = dense_keras_eql_loss(method, scale_factor)
     quality_based = method in ("qfl", "eqfl")
-    loss = (keras_eql.EqualizedQualityFocalLoss(**options) if quality_based
-            else keras_eql.EqualizedFocalLoss(**options))
 
     def compute(labels, logits, quality):
         logits = tf.cast(logits, tf.float32)
@@ -323,17 +355,26 @@ def run_dense(method, args, train, val, targets, lvis_counts, strategy, jit_comp
     with _common.scope(strategy):
         compute, loss = dense_loss(method, args.scale_factor)
         model = _detection.DenseDetector(NUM_CLASSES, compute, width=args.detector_width,
-                                         image_size=_lvis_data.IMAGE_SIZE, classifier_kernel=1)
+                                         image_size=_lvis_data.IMAGE_SIZE, classifier_kernel=1,
+                                         tower_dilations=args.tower_dilations)
         # Warm-up and gradient clipping, as the paper's EFL recipe (Section 5.2.2).
         optimizer = _common.warmup_cosine_adam(args.learning_rate, steps, warmup_steps=steps // 10,
                                                global_clipnorm=35.0)
         model.compile(optimizer, jit_compile=jit_compile)
+    pretraining = {}
+    if args.pretrain_epochs > 0:
+        started = time.perf_counter()
+        crops, crop_labels = _detection.object_crops(train["images"], train["boxes"], train["labels"])
+        accuracy = _detection.pretrain_features(model, crops, crop_labels, epochs=args.pretrain_epochs,
+                                                learning_rate=args.learning_rate, seed=args.seed)
+        pretraining = {"pretrain_accuracy": accuracy, "pretrain_seconds": round(time.perf_counter() - started, 1)}
+        print(f"pre-training: crop accuracy {accuracy:.3f} in {pretraining['pretrain_seconds']} s")
     history = StatisticsHistory(loss, steps // HISTORY_POINTS)
     seconds = fit(model, data, args.epochs, steps_per_epoch, args, history)
     started = time.perf_counter()
     metrics = evaluate_dense(model, val, lvis_counts, 32)
     return {**metrics, "seconds": seconds, "eval_seconds": round(time.perf_counter() - started, 1),
-            "steps": steps, **statistics_record(loss, history)}
+            "steps": steps, **pretraining, **statistics_record(loss, history)}
 
 
 def main(argv=None):

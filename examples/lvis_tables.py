@@ -127,6 +127,36 @@ def history_table(runs, pairs, groups, seed, points=4):
     return "\n".join(lines)
 
 
+# The paper's ablation tables: (title, task columns, rows in the paper's order).
+ABLATION_TABLES = (
+    ("Table 2: Sigmoid-EQL's components (obj / obj+neg / obj+neg+pos)", TWO_STAGE_COLUMNS,
+     ("bce", "sigmoid_eql_neg", "sigmoid_eql")),
+    ("Table 9: EFL's focusing factor (FF) and weighting factor (WF)", DENSE_COLUMNS,
+     ("focal", "efl_focusing", "efl_weighting", "efl")),
+    ("Table 10: EFL's scale s (0 = focal, 8 = efl)", DENSE_COLUMNS,
+     ("focal", "efl_s2", "efl_s4", "efl", "efl_s12")),
+    ("Table 11: FL+EQL vs EFL", DENSE_COLUMNS, ("focal", "fl_eql", "efl")),
+)
+
+
+def ablation_tables(runs, groups, seeds):
+    """The ablation tables of the methods that have runs, each row with its median ratios."""
+    sections = []
+    for title, columns, methods in ABLATION_TABLES:
+        present = [m for m in methods if any((m, s) in runs for s in seeds)]
+        if len(present) < 2:
+            continue
+        table = metric_table(runs, present, columns, seeds).split("\n")
+        table[0] += " median ratio r / c / f (seed %d) |" % seeds[0]
+        table[1] += "---|"
+        for index, method in enumerate(present):
+            row = runs.get((method, seeds[0]))
+            medians = group_medians(row, groups) if row and "positive" in row else None
+            table[index + 2] += (" " + " / ".join(f"{medians[g]:.3g}" for g in GROUPS) + " |") if medians else " - |"
+        sections.append(f"### {title}\n\n" + "\n".join(table))
+    return "\n\n".join(sections)
+
+
 def time_table(runs, methods, seeds):
     lines = ["| method | seed | data (s) | training (s) | evaluation (s) | steps |", "|---|---|---|---|---|---|"]
     for method in methods:
@@ -236,16 +266,22 @@ def main(argv=None):
     runs, context = load_runs(args.runs)
     groups, lvis_counts = context["groups"], context["lvis_image_counts"]
     print("## (a) Two-stage region classification (%)\n")
-    print(metric_table(runs, lvis_scale.TWO_STAGE_METHODS, TWO_STAGE_COLUMNS, seeds))
+    main_methods = [m for m in lvis_scale.METHODS if m not in lvis_scale.ABLATIONS]
+    print(metric_table(runs, [m for m in main_methods if m in lvis_scale.TWO_STAGE_METHODS], TWO_STAGE_COLUMNS,
+                       seeds))
     print("\n## (b) Dense detection (%)\n")
-    print(metric_table(runs, lvis_scale.DENSE_METHODS, DENSE_COLUMNS, seeds))
+    print(metric_table(runs, [m for m in main_methods if m in lvis_scale.DENSE_METHODS], DENSE_COLUMNS, seeds))
     print("\n## Mechanism: final accumulated positive / negative ratio, median per LVIS group (unclipped)\n")
     print(mechanism_table(runs, lvis_scale.BASELINES, groups, seeds))
     print(f"\n## Mechanism during training (seed {seeds[0]}): median unclipped ratio per LVIS group\n")
     print(history_table(runs, lvis_scale.BASELINES, groups, seeds[0]))
+    ablations = ablation_tables(runs, groups, seeds)
+    if ablations:
+        print("\n## Ablations\n")
+        print(ablations)
     print("\n## Run times\n")
     print(time_table(runs, lvis_scale.METHODS, seeds))
-    missing = [f"{m} seed {s}" for m in lvis_scale.METHODS for s in seeds if (m, s) not in runs]
+    missing = [f"{m} seed {s}" for m in main_methods for s in seeds if (m, s) not in runs]
     print("\nMissing runs: " + (", ".join(missing) if missing else "none"))
     if args.figures:
         os.makedirs(args.figures, exist_ok=True)

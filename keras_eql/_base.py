@@ -4,25 +4,39 @@ It turns labels into targets, owns the `GradientStatistics`, hands the
 fused row losses of `keras_eql._fused` a backward hook that folds the
 gradient's per-class sums into the statistics, and makes the statistics
 model state (`.keras`, `save_weights`, `BackupAndRestore`,
-`tf.train.Checkpoint`). Subclasses only say how a row's loss is computed.
+`tf.train.Checkpoint`). Subclasses only say how a row's loss is computed
+(`_row_loss` for TensorFlow's fused kernels, `_forward_rows` in `keras.ops`
+for the JAX backend, see `keras_eql._backend`).
 """
 
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras.src.backend.common.masking import get_keras_mask
+from keras.src.backend.common.stateless_scope import StatelessScope
 from keras.src.losses.loss import reduce_weighted_values, squeeze_or_expand_to_same_rank
 
-from keras_eql import _targets
-from keras_eql._statistics import STATISTICS_FORMAT, GradientStatistics, all_reduce_sum
+from keras_eql import _backend, _checks
+from keras_eql._format import STATISTICS_FORMAT
+
+if _backend.FORWARD_STATISTICS:
+    # No TensorFlow: the statistics are updated by `keras_eql._forward`.
+    _TRACKING_BASES = ()
+else:
+    import tensorflow as tf
+
+    from keras_eql import _targets
+    from keras_eql._statistics import all_reduce_sum
+
+    # The statistics' `tf.Variable`s are tracked through the loss (checkpoints).
+    _TRACKING_BASES = (tf.__internal__.tracking.AutoTrackable,)
 
 _STATE_KEYS = ("positive_gradients", "negative_gradients", "steps")
 _FORMAT_KEY = "statistics_format"
 
 
-class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable):
+class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
     """Base class of the losses driven by accumulated per-class gradients.
 
     Not used directly: see `SigmoidEQL`, `SoftmaxEQL`, `EqualizedFocalLoss`
@@ -66,7 +80,9 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             RetinaNet passes them) and runs them as class ids, about 1.2x the
             ids' cost instead of about 2x (BENCHMARKS.md). A row with two
             positives is then an error (under XLA: a NaN step, recorded like a
-            bad label). Sparse labels are unaffected.
+            bad label). Sparse labels are unaffected. Under the JAX backend
+            the argument is accepted and changes nothing (every dense row is
+            computed exactly there; a multi-hot row is not rejected).
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,
@@ -87,6 +103,11 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     or Keras's division by the number of replicas. A constant
     `sample_weight` therefore plays the role of the authors' `loss_weight`
     (it cancels in the ratio).
+
+    Under `KERAS_BACKEND=jax` the same sums are computed analytically in the
+    forward pass of a differentiated call (`keras_eql._forward`), the
+    statistics are model state once `keras_eql.attach(model)` ran, and a
+    custom loop uses `stateless_call`.
     """
 
     # Subclass settings.
@@ -105,9 +126,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                  name=None, dtype=None, from_logits=True, targets="any"):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         label = type(self).__name__
-        self.from_logits = _targets.check_from_logits(label, from_logits)
+        _backend.check_supported(label)
+        self.from_logits = _checks.check_from_logits(label, from_logits)
         # The sigmoid losses expose it (and put it in their config).
-        self.targets = _targets.check_target_route(label, targets)
+        self.targets = _checks.check_target_route(label, targets)
         if background is not None:
             if not isinstance(background, (bool, np.bool_)):
                 raise ValueError(f"{label}: `background` must be True or False, got {background!r}.")
@@ -120,7 +142,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             raise ValueError(f"{label}: `ignore_class` must be an integer or None, got {ignore_class!r}.")
         self.num_classes = num_classes
         self.ignore_class = None if ignore_class is None else int(ignore_class)
-        self.decay = _targets.check_hyperparameter(
+        self.decay = _checks.check_hyperparameter(
             label, "decay", decay, minimum=0.0, maximum=1.0,
             exclusive_minimum=True, allow_none=True)
         self.update_statistics = bool(update_statistics)
@@ -154,10 +176,24 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         """Divisor of the row losses (1 unless a subclass normalises)."""
         return None
 
+    def _forward_rows(self, targets, logits, statistics):
+        """`keras_eql._rows`'s `(rows, local, positive)` for this loss (forward backends).
+
+        Args:
+            targets: float32 dense targets `(..., K)`.
+            logits: float32 logits `(..., K)` (zero on ignored rows).
+            statistics: the statistics (the ratio and indicators to use).
+        """
+        raise NotImplementedError
+
+    def _forward_normalizer(self, targets, valid):
+        """`_normalizer` in `keras.ops`, from dense targets (forward backends)."""
+        return None
+
     # -- statistics ---------------------------------------------------------
     def _build(self, num_classes):
         self.num_classes = int(num_classes)
-        self._statistics = GradientStatistics(
+        self._statistics = _backend.make_statistics(
             self.num_classes,
             initial_ratio=self._initial_ratio,
             clip_ratio=self._clip_ratio,
@@ -166,7 +202,19 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
             name=self.name,
         )
         # Not tracked (a plain object): a diagnostic, not model state.
-        self._bad_labels = _targets.BadLabelMonitor(self.name)
+        self._bad_labels = (None if _backend.FORWARD_STATISTICS
+                            else _targets.BadLabelMonitor(self.name))
+
+    def _check_width(self, width):
+        """Build the statistics for logits of `width` columns, or check that they match."""
+        num_classes = width - self._extra_columns()
+        if self._statistics is None:
+            self._build(num_classes)
+        elif num_classes != self.num_classes:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': logits have {width} columns, i.e. "
+                f"{num_classes} classes, but its statistics are for "
+                f"{self.num_classes} classes. Use one loss instance per head.")
 
     @property
     def statistics(self):
@@ -196,6 +244,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
     def __call__(self, y_true, y_pred, sample_weight=None):
         # `keras.losses.Loss.__call__`, except that the rows' sample weights
         # and input mask also reach `call`: per-sample statistics need them.
+        if _backend.FORWARD_STATISTICS:
+            from keras_eql import _forward
+
+            return _forward.call(self, y_true, y_pred, sample_weight)
         _targets.check_logits_dtype(type(self).__name__, y_pred)
         input_mask = get_keras_mask(y_pred)
         with tf.name_scope(self.name):
@@ -221,6 +273,10 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
 
     def call(self, y_true, y_pred):
         """Per-row losses (Keras API); statistics rows weigh 1 here."""
+        if _backend.FORWARD_STATISTICS:
+            from keras_eql import _forward
+
+            return _forward.row_losses(self, y_true, y_pred)  # never updates the statistics
         return self._call(y_true, y_pred, None, None)
 
     def _row_weights(self, rows, sample_weight, input_mask, valid):
@@ -242,15 +298,7 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         label = type(self).__name__
         if y_pred.shape.rank is None or y_pred.shape[-1] is None:
             raise ValueError(f"{label}: the class axis of the logits must be static, got shape {y_pred.shape}.")
-        width = y_pred.shape[-1]
-        num_classes = width - self._extra_columns()
-        if self._statistics is None:
-            self._build(num_classes)
-        elif num_classes != self.num_classes:
-            raise ValueError(
-                f"{label} '{self.name}': logits have {width} columns, i.e. "
-                f"{num_classes} classes, but its statistics are for "
-                f"{self.num_classes} classes. Use one loss instance per head.")
+        self._check_width(y_pred.shape[-1])
         self._check_distribution()
         quality = None
         if self.targets == "one_hot" and not _targets.is_sparse(y_true, y_pred):
@@ -297,15 +345,16 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
         Under `jit_compile=True` the label checks cannot raise; such a step
         returns a NaN loss, changes neither the weights (zero gradient) nor
         the statistics, and is recorded here. `GradientStatisticsLogger`
-        raises it as an error.
+        raises it as an error. Not recorded yet under JAX (always None there;
+        such a step still has a NaN loss and changes nothing).
         """
-        if self._statistics is None:
+        if self._statistics is None or self._bad_labels is None:
             return None
         return self._bad_labels.pop()
 
     def expected_labels(self):
         """What this loss accepts as sparse labels, as its errors say it."""
-        return _targets.expected_labels(
+        return _checks.expected_labels(
             self.num_classes, ignore_class=self.ignore_class,
             allow_background=self._allow_background)
 
@@ -328,6 +377,39 @@ class EqualizationLoss(keras.losses.Loss, tf.__internal__.tracking.AutoTrackable
                 f"{type(self).__name__} '{self.name}': its statistics were created "
                 "outside the strategy that trains with it. Construct the loss (and "
                 "compile) under `strategy.scope()`, or leave `num_classes=None`.")
+
+    def stateless_call(self, statistics_variables, y_true, y_pred, sample_weight=None):
+        """The loss and its updated statistics as values, for a custom JAX training loop.
+
+        Keras's stateless pattern (as `Layer.stateless_call`): the statistics
+        are read from `statistics_variables` and their update is returned, not
+        written. Differentiate the returned loss w.r.t. the logits (or the
+        weights) with `jax.value_and_grad(..., has_aux=True)`: the update is
+        made only then, as in `fit`.
+
+        Args:
+            statistics_variables: values of `loss.statistics.variables`, in order.
+            y_true, y_pred, sample_weight: as for calling the loss.
+
+        Returns:
+            `(loss, statistics_variables)`: the loss value and the new values.
+
+        Example:
+            >>> import jax, numpy as np, keras_eql  # doctest: +SKIP
+            >>> loss = keras_eql.SoftmaxEQL(num_classes=3)  # doctest: +SKIP
+            >>> state = [v.value for v in loss.statistics.variables]  # doctest: +SKIP
+            >>> (value, state), grad = jax.value_and_grad(  # doctest: +SKIP
+            ...     lambda z: loss.stateless_call(state, np.array([0, 2]), z), has_aux=True
+            ... )(np.zeros((2, 3), "float32"))
+        """
+        if self._statistics is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has no statistics yet: pass "
+                "`num_classes` or call the loss once.")
+        variables = list(self._statistics.variables)
+        with StatelessScope(state_mapping=list(zip(variables, statistics_variables))) as scope:
+            value = self(y_true, y_pred, sample_weight)
+        return value, [scope.get_current_value(v) for v in variables]
 
     # -- saving -------------------------------------------------------------
     def save_own_variables(self, store):

@@ -78,6 +78,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
     Any other model, or `compile=False`, gives exactly
     `keras.models.load_model(...)`, so this is a drop-in replacement.
+    Under the JAX backend the compiled model also comes back attached
+    (`keras_eql.attach`), ready to resume training.
 
     Args:
         filepath: a `.keras` file written by `model.save`.
@@ -126,4 +128,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             model.optimizer.build(model.trainable_variables)
         # The same file again: optimizer slots, metric and loss state.
         model.load_weights(filepath)
+    if compile and getattr(model, "compiled", False):
+        from keras_eql._backend import attach
+
+        attach(model)  # JAX: the statistics become model state again; elsewhere a no-op
     return model

@@ -312,19 +312,6 @@ def dense_targets(loss_name, targets, logits, *, binary):
     return targets, checks, LabelVerdict(all_ok, bad)
 
 
-TARGET_ROUTES = ("any", "one_hot")
-
-
-def check_target_route(loss_name, route):
-    """Validate the `targets` constructor argument; returns it."""
-    if not isinstance(route, str) or route not in TARGET_ROUTES:
-        raise ValueError(
-            f"{loss_name}: `targets` must be one of {TARGET_ROUTES}, got {route!r}: "
-            "'one_hot' for dense targets with at most one positive per row (one-hot, or one-hot "
-            "times a quality score), 'any' for every dense target.")
-    return route
-
-
 def single_positive_ids(rows):
     """Ids and values of dense `(R, K)` targets, and which rows have at most one positive.
 

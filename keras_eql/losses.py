@@ -13,11 +13,17 @@ run), the statistics in `EqualizationLoss`. Sparse labels: `0..C-1` classes, `C`
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_eql import _fused, functional
-from keras_eql._base import EqualizationLoss, count_positive_rows
-from keras_eql._targets import check_hyperparameter
+from keras_eql import _backend, _rows
+from keras_eql._base import EqualizationLoss
+from keras_eql._checks import check_hyperparameter
+
+if not _backend.FORWARD_STATISTICS:
+    import tensorflow as tf
+
+    from keras_eql import _fused
+    from keras_eql._base import count_positive_rows
 
 _register = keras.saving.register_keras_serializable(package="keras_eql")
 
@@ -50,10 +56,10 @@ class _SigmoidEQLWeighting(EqualizationLoss):
         self.alpha = check_hyperparameter(label, "alpha", alpha, minimum=0.0)
         if isinstance(mapping, dict):
             mapping = keras.saving.deserialize_keras_object(mapping)
-        if not callable(mapping) and mapping not in functional._MAPPINGS:
+        if not callable(mapping) and mapping not in _rows._MAPPINGS:
             raise ValueError(
                 f"{label}: unknown mapping={mapping!r}; expected one of "
-                f"{functional._MAPPINGS} or a callable.")
+                f"{_rows._MAPPINGS} or a callable.")
         self.mapping = mapping
         self.reweight_negatives = _check_switch(label, "reweight_negatives", reweight_negatives)
         self.reweight_positives = _check_switch(label, "reweight_positives", reweight_positives)
@@ -92,6 +98,15 @@ class _PositiveRowsNormalizer:
         if not self.normalize_by_positives:
             return None
         return count_positive_rows(targets, valid, self.num_classes)
+
+    def _forward_normalizer(self, targets, valid):
+        # Global-view SPMD (JAX): the sum is over the global batch already.
+        if not self.normalize_by_positives:
+            return None
+        positive_rows = ops.any(targets[..., :self.num_classes] > 0.0, axis=-1)
+        if valid is not None:
+            positive_rows = positive_rows & valid
+        return ops.maximum(ops.sum(ops.cast(positive_rows, "float32")), 1.0)
 
 
 @_register
@@ -182,6 +197,10 @@ class SigmoidEQL(_SigmoidEQLWeighting):
             targets, logits, ratio=ratio, objectness=self.objectness,
             on_column_sums=on_column_sums, row_weights=row_weights, **self._weight_options())
 
+    def _forward_rows(self, targets, logits, statistics):
+        return _rows.sigmoid_eql_rows(targets, logits, ratio=statistics.ratio(),
+                                      objectness=self.objectness, **self._weight_options())
+
     def get_config(self):
         config = super().get_config()
         config.update(objectness=self.objectness)
@@ -254,6 +273,11 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
             targets, logits, ratio=ratio, focal_alpha=self.focal_alpha,
             focal_gamma=self.focal_gamma, on_column_sums=on_column_sums,
             row_weights=row_weights, **self._weight_options())
+
+    def _forward_rows(self, targets, logits, statistics):
+        return _rows.focal_sigmoid_eql_rows(
+            targets, logits, ratio=statistics.ratio(), focal_alpha=self.focal_alpha,
+            focal_gamma=self.focal_gamma, **self._weight_options())
 
     def get_config(self):
         config = super().get_config()
@@ -340,6 +364,13 @@ class SoftmaxEQL(EqualizationLoss):
         indicator = tf.stop_gradient(self._indicator_values(ratio))
         return _fused.softmax_eql_rows(targets, logits, indicator=indicator, tau=self.tau,
                                        eps=self.eps, on_column_sums=on_column_sums)
+
+    def _forward_rows(self, targets, logits, statistics):
+        positive, negative, _ = statistics._current()
+        indicator = {"positive": positive, "negative": negative,
+                     "positive_and_negative": statistics.ratio() + negative}[self.indicator]
+        return _rows.softmax_eql_rows(targets, logits, indicator=indicator, tau=self.tau,
+                                      eps=self.eps)
 
     def get_config(self):
         config = super().get_config()
@@ -444,6 +475,10 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
             targets, logits, ratio=ratio, alpha=self.alpha, on_column_sums=on_column_sums,
             **self._factor_options())
 
+    def _forward_rows(self, targets, logits, statistics):
+        return _rows.equalized_focal_loss_rows(targets, logits, ratio=statistics.ratio(),
+                                               alpha=self.alpha, **self._factor_options())
+
     def get_config(self):
         config = super().get_config()
         config.update(alpha=self.alpha)
@@ -508,3 +543,7 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
         return _fused.equalized_quality_focal_loss_rows(
             targets, logits, ratio=ratio, on_column_sums=on_column_sums, quality=quality,
             **self._factor_options())
+
+    def _forward_rows(self, targets, logits, statistics):
+        return _rows.equalized_quality_focal_loss_rows(
+            targets, logits, ratio=statistics.ratio(), **self._factor_options())

@@ -8,6 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# tests/backend_jax needs KERAS_BACKEND=jax, set before Keras is imported:
+# `make test-jax` runs it in its own venv (without TensorFlow).
+collect_ignore = [] if os.environ.get("KERAS_BACKEND") == "jax" else ["backend_jax"]
+
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 REPO_ROOT = pathlib.Path(__file__).parent.parent
 

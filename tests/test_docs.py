@@ -54,7 +54,8 @@ def test_readme_figures_exist():
 
 
 @pytest.mark.parametrize("module_name", [
-    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._targets"])
+    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._targets",
+    "keras_eql._backend"])
 def test_docstring_examples(module_name):
     module = __import__(module_name, fromlist=["_"])
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -120,16 +120,37 @@ def test_lvis_cap_rejects_bad_values(value):
                         train_image_counts={1: 1}, max_detections_per_image=value)
 
 
+def test_ablation_methods_switch_what_the_paper_ablates():
+    import lvis_scale
+
+    def config(method):
+        return lvis_scale.dense_keras_eql_loss(method, scale_factor=8.0).get_config()
+
+    assert {k: config("efl")[k] for k in ("scale", "focusing_factor", "weighting_factor")} == {
+        "scale": 8.0, "focusing_factor": True, "weighting_factor": True}
+    assert (config("efl_focusing")["focusing_factor"], config("efl_focusing")["weighting_factor"]) == (True, False)
+    assert (config("efl_weighting")["focusing_factor"], config("efl_weighting")["weighting_factor"]) == (False, True)
+    assert [config(m)["scale"] for m in ("focal", "efl_s2", "efl_s4", "efl_s12")] == [0.0, 2.0, 4.0, 12.0]
+    fl_eql = lvis_scale.dense_keras_eql_loss("fl_eql", scale_factor=8.0)
+    assert type(fl_eql).__name__ == "FocalSigmoidEQL" and fl_eql.normalize_by_positives
+    negatives_only = lvis_scale.two_stage_loss("sigmoid_eql_neg", lvis_counts=None)[0].get_config()
+    assert (negatives_only["objectness"], negatives_only["reweight_negatives"],
+            negatives_only["reweight_positives"]) == (True, True, False)
+    # The ablations stay out of a run without --methods, and out of the main tables.
+    assert set(lvis_scale.ABLATIONS).isdisjoint(lvis_scale.parse_args([]).methods)
+    assert set(lvis_scale.ABLATIONS) <= set(lvis_scale.METHODS)
+
+
 def test_smoke_trains_every_method_and_moves_the_statistics(tmp_path):
+    import lvis_scale
+
     output = tmp_path / "smoke.json"
     completed = subprocess.run(
         [sys.executable, str(EXAMPLES / "lvis_scale.py"), "--smoke", "--verbose", "0", "--no-jit-compile",
-         "--output", str(output)],
+         "--methods", ",".join(lvis_scale.METHODS), "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
     report = json.loads(output.read_text())
-    import lvis_scale
-
     assert list(report["results"]) == list(lvis_scale.METHODS)
     assert report["data"]["font"].endswith("DejaVuSans.ttf")
     for method, row in report["results"].items():

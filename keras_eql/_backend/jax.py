@@ -1,0 +1,241 @@
+"""JAX: the statistics are model state held by a Metric, updated in the forward pass.
+
+A JAX training step is a pure function of the model's state: a variable the
+loss assigns is dropped unless the trainer maps it, and a backward pass
+cannot have side effects. So (see docs/trials/jax-backend/REPORT.md):
+
+* the statistics are a `keras.metrics.Metric` (`ForwardStatistics`); the
+  model tracks it once `keras_eql.attach(model)` made it a model attribute,
+  and the trainer then carries its variables through every step, under jit
+  and `keras.distribution` alike;
+* `keras_eql._forward` adds the analytic per-class sums in the forward pass,
+  only when `being_differentiated(y_pred)`: a `jax.custom_jvp` probe whose
+  JVP rule runs at trace time under `jax.grad`/`value_and_grad` and never
+  under a plain `jit` or an eager call (`evaluate()`, `predict()`);
+* an update whose variables the running step does not map raises at trace
+  time, naming what to call, instead of being lost.
+"""
+
+import jax
+import keras
+import numpy as np
+from keras import ops
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+from keras_eql._format import RATIO_EPSILON, STATISTICS_FORMAT
+
+FORWARD_STATISTICS = True
+_ATTRIBUTE = "_keras_eql_statistics"
+
+
+def being_differentiated(y_pred):
+    """Whether `y_pred` is being differentiated by JAX right now (decided at trace time).
+
+    The JVP rule of a `jax.custom_jvp` identity runs when it is applied to a
+    JVP or linearize tracer, i.e. inside `jax.grad`/`value_and_grad`/`vjp`
+    (Keras's training step); under `jit` alone the call is only staged, and
+    on a concrete array it is a plain call. The probe's output is unused.
+    """
+    fired = []
+
+    @jax.custom_jvp
+    def probe(value):
+        return value
+
+    @probe.defjvp
+    def _probe_jvp(primals, tangents):
+        fired.append(True)
+        return primals[0], tangents[0]
+
+    probe(y_pred)
+    return bool(fired)
+
+
+class ForwardStatistics(keras.metrics.Metric):
+    """Accumulated per-class positive/negative gradient magnitudes, as model state.
+
+    The interface of `GradientStatistics` (`ratio`, `numpy`, `step_count`,
+    `reset`, `assign`, `accumulate_sums`), held by Metric variables so that a
+    model that tracks it (`keras_eql.attach`) carries them through its JAX
+    training step. Keras's metric protocol is inert: `reset_state()` (every
+    epoch, every `evaluate()`) keeps the sums, `result()` logs nothing.
+    """
+
+    def __init__(self, num_classes, *, initial_ratio, clip_ratio, decay=None, minimum_format=1,
+                 name):
+        super().__init__(name=f"{name}_statistics")
+        self.num_classes = int(num_classes)
+        self.initial_ratio = float(initial_ratio)
+        self.clip_ratio = bool(clip_ratio)
+        self.decay = decay
+        self.minimum_format = int(minimum_format)
+        self.loss_name = name
+        # Set by `attach`; checked in Keras's symbolic build (see `check_attached`).
+        self.attached = False
+        shape = (self.num_classes,)
+        self.positive = self.add_variable(shape, "zeros", "float32", name="positive_gradients")
+        self.negative = self.add_variable(shape, "zeros", "float32", name="negative_gradients")
+        self.steps = self.add_variable((), "zeros", "float32", name="steps")
+        self.format = self.add_variable((), "ones", "float32", name="statistics_format")
+
+    # -- Keras's metric protocol: inert --------------------------------------
+    def update_state(self, *args, **kwargs):
+        """Not used: the loss updates the statistics."""
+
+    def reset_state(self):
+        """Keeps the statistics: Keras resets metrics every epoch and in `evaluate()`."""
+
+    def result(self):
+        return {}
+
+    # -- reading -------------------------------------------------------------
+    def _current(self):
+        positive, negative, steps = (ops.convert_to_tensor(v) for v in
+                                     (self.positive, self.negative, self.steps))
+        if self.minimum_format <= 1:
+            return positive, negative, steps
+        usable = ops.convert_to_tensor(self.format) >= float(self.minimum_format)
+        return (ops.where(usable, positive, 0.0), ops.where(usable, negative, 0.0),
+                ops.where(usable, steps, 0.0))
+
+    def is_stale(self):
+        return bool(float(self.format.numpy()) < self.minimum_format
+                    and float(self.steps.numpy()) > 0)
+
+    def ratio(self):
+        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
+        positive, negative, _ = self._current()
+        ratio = ops.where(positive + negative > 0.0, positive / (negative + RATIO_EPSILON),
+                          self.initial_ratio)
+        return ops.clip(ratio, 0.0, 1.0) if self.clip_ratio else ratio
+
+    def numpy(self):
+        positive, negative, _ = self._current()
+        return {"positive": np.asarray(ops.convert_to_numpy(positive)),
+                "negative": np.asarray(ops.convert_to_numpy(negative)),
+                "ratio": np.asarray(ops.convert_to_numpy(self.ratio()))}
+
+    def step_count(self):
+        return float(ops.convert_to_numpy(self._current()[2]))
+
+    # -- writing -------------------------------------------------------------
+    def reset(self):
+        zeros = np.zeros([self.num_classes], np.float32)
+        self.positive.assign(zeros)
+        self.negative.assign(zeros)
+        self.steps.assign(0.0)
+        self.format.assign(float(STATISTICS_FORMAT))
+
+    def assign(self, positive, negative, steps):
+        self.positive.assign(np.asarray(positive, np.float32))
+        self.negative.assign(np.asarray(negative, np.float32))
+        self.steps.assign(np.asarray(steps, np.float32))
+        self.format.assign(float(STATISTICS_FORMAT))
+
+    def check_attached(self):
+        """Raise if no model was ever given these statistics (`keras_eql.attach`).
+
+        Called from Keras's symbolic build, which `fit()` and `evaluate()`
+        run before their first step: an error raised later, while tracing
+        the step, would come after the JAX trainer has taken the model's
+        variables out of the model (it does not put them back on an error).
+        """
+        if not self.attached:
+            raise RuntimeError(self._unattached_message())
+
+    def _unattached_message(self):
+        return (f"loss '{self.loss_name}': its statistics are not part of the model's state, "
+                "so a training step would lose their update. Under the JAX backend call "
+                "`keras_eql.attach(model)` after `model.compile(...)` and again after "
+                "`keras.models.load_model(...)` (`keras_eql.load_model` does it).")
+
+    def _check_mapped(self):
+        scope = get_stateless_scope()
+        if scope is None:
+            raise RuntimeError(
+                f"loss '{self.loss_name}': under JAX its statistics are updated inside a Keras "
+                "training step (model.fit, train_on_batch) of a model passed to "
+                "keras_eql.attach(model), or through loss.stateless_call(...) in a custom "
+                "loop; this call differentiates the loss outside both, so its update would be "
+                "lost. Pass update_statistics=False to differentiate it without statistics.")
+        if scope.get_current_value(self.positive) is None:
+            raise RuntimeError(self._unattached_message())
+
+    def accumulate_sums(self, positive, negative, *, inputs_finite=None):
+        """Fold one step's `(C,)` sums in; a step with anything non-finite adds nothing."""
+        self._check_mapped()
+        decay = 1.0 if self.decay is None else float(self.decay)
+        old_positive, old_negative, old_steps = self._current()
+        new_positive = decay * old_positive + ops.cast(positive, "float32")
+        new_negative = decay * old_negative + ops.cast(negative, "float32")
+        finite = ops.all(ops.isfinite(new_positive)) & ops.all(ops.isfinite(new_negative))
+        if inputs_finite is not None:
+            finite = finite & inputs_finite
+        self.positive.assign(ops.where(finite, new_positive, old_positive))
+        self.negative.assign(ops.where(finite, new_negative, old_negative))
+        self.steps.assign(old_steps + ops.cast(finite, "float32"))
+        self.format.assign(float(STATISTICS_FORMAT))
+
+
+def make_statistics(num_classes, **options):
+    return ForwardStatistics(num_classes, **options)
+
+
+def _output_width(model, output_name):
+    """The class axis of the output `output_name` (None: the only one), or None if unknown."""
+    from keras_eql._model_losses import _symbolic_outputs
+
+    outputs = _symbolic_outputs(model)
+    if outputs is None:
+        # A Sequential model never called has `outputs` (its inner graph) but no `output`.
+        outputs = getattr(model, "outputs", None)
+        if not outputs:
+            return None
+    if isinstance(outputs, dict):
+        output = outputs.get(output_name)
+    elif isinstance(outputs, (list, tuple)):
+        names = list(getattr(model, "output_names", None) or [])
+        if output_name in names and len(names) == len(outputs):
+            output = outputs[names.index(output_name)]
+        else:
+            output = outputs[0] if len(outputs) == 1 else None
+    else:
+        output = outputs
+    shape = getattr(output, "shape", None)
+    return None if not shape or shape[-1] is None else int(shape[-1])
+
+
+def attach_losses(model):
+    """Make the statistics of every keras_eql loss of `model` part of its state (JAX)."""
+    from keras_eql._base import EqualizationLoss
+    from keras_eql._model_losses import _output_losses
+
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "keras_eql.attach(model): compile the model first; attach its losses after "
+            "`model.compile(...)` (and again after `keras.models.load_model(...)`).")
+    losses = []
+    for output_name, loss in _output_losses(model):
+        if not isinstance(loss, EqualizationLoss) or any(loss is seen for seen in losses):
+            continue
+        if loss.statistics is None:
+            width = _output_width(model, output_name)
+            if width is None:
+                raise ValueError(
+                    f"keras_eql.attach: {type(loss).__name__} '{loss.name}' has no statistics "
+                    "yet and the model's output does not say its number of classes; pass "
+                    "`num_classes` to the loss.")
+            loss._check_width(width)
+        losses.append(loss)
+    for index, loss in enumerate(losses):
+        attribute = f"{_ATTRIBUTE}_{index}"
+        current = getattr(model, attribute, None)
+        if current is loss.statistics:
+            continue
+        if current is not None:
+            delattr(model, attribute)
+        # Layer.__setattr__ tracks the Metric: its variables join
+        # `model.metrics_variables`, which the JAX trainer carries.
+        setattr(model, attribute, loss.statistics)
+        loss.statistics.attached = True
+    return model

@@ -1,0 +1,117 @@
+"""Golden parity under KERAS_BACKEND=jax, every step: loss, gradient w.r.t. the logits, statistics.
+
+The same golden files, label mappings and tolerances as tests/test_golden.py
+(loss rtol 1e-5, gradient atol 1e-5 * max|g|, statistics rtol 1e-5). A step
+is `jax.value_and_grad` of `loss.stateless_call` under `jax.jit` (and
+eagerly for three files): the statistics move only because the loss is
+differentiated.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+import keras_eql
+from conftest import load_golden
+
+GOLDEN_NAMES = ["sigmoid_eql", "sigmoid_eql_varying_rows", "efl", "eqfl", "softmax_eql",
+                "softmax_eql_tau05_lw2", "softmax_eql_negative", "softmax_eql_pos_and_neg"]
+
+
+def _efl_labels(labels, num_classes):
+    return np.where(labels == 0, num_classes, np.where(labels > 0, labels - 1, -1))
+
+
+def _case(name):
+    """(golden, loss, per-step (labels, weights)), as tests/test_golden.py maps them."""
+    golden = load_golden(name)
+    steps, rows, width = golden["logits"].shape
+    if name.startswith("sigmoid_eql"):
+        loss = keras_eql.SigmoidEQL(num_classes=width - 1, objectness=True)
+        return golden, loss, [(golden["labels"][t], None) for t in range(steps)]
+    if name == "efl":
+        labels = _efl_labels(golden["labels"], width)
+        loss = keras_eql.EqualizedFocalLoss(num_classes=width, normalize_by_positives=True,
+                                            reduction="sum")
+        return golden, loss, [(labels[t], None) for t in range(steps)]
+    if name == "eqfl":
+        labels = _efl_labels(golden["labels"], width)
+        loss = keras_eql.EqualizedQualityFocalLoss(num_classes=width, normalize_by_positives=True,
+                                                   reduction="sum")
+        inputs = []
+        for t in range(steps):
+            targets = np.zeros((rows, width), np.float32)
+            positive = (labels[t] >= 0) & (labels[t] < width)
+            targets[np.nonzero(positive)[0], labels[t][positive]] = golden["scores"][t][positive]
+            inputs.append((targets, (golden["labels"][t] != -1).astype(np.float32)))
+        return golden, loss, inputs
+    tau = 0.5 if name.endswith("tau05_lw2") else 1.0
+    loss_weight = 2.0 if name.endswith("lw2") else 1.0
+    indicator = {"softmax_eql_negative": "negative",
+                 "softmax_eql_pos_and_neg": "positive_and_negative"}.get(name, "positive")
+    loss = keras_eql.SoftmaxEQL(num_classes=width, tau=tau, indicator=indicator)
+    weights = np.full(rows, loss_weight, np.float32)
+    return golden, loss, [(golden["labels"][t], weights) for t in range(steps)]
+
+
+def _runner(loss, mode):
+    def step(state, labels, logits, weights):
+        def value(z):
+            return loss.stateless_call(state, labels, z, weights)
+
+        (total, state), grad = jax.value_and_grad(value, has_aux=True)(logits)
+        return total, grad, state
+
+    return jax.jit(step) if mode == "jit" else step
+
+
+# Every file jitted; eagerly (the gate without jit, slower) one per statistics kind.
+CASES = [(name, "jit") for name in GOLDEN_NAMES] + [
+    ("sigmoid_eql_varying_rows", "eager"), ("softmax_eql_tau05_lw2", "eager"), ("eqfl", "eager")]
+
+
+@pytest.mark.parametrize("name,mode", CASES)
+def test_golden_parity_jax(name, mode):
+    golden, loss, inputs = _case(name)
+    step = _runner(loss, mode)
+    state = [v.value for v in loss.statistics.variables]
+    for t, (labels, weights) in enumerate(inputs):
+        logits = np.asarray(golden["logits"][t], np.float32)
+        value, grad, state = step(state, labels, logits, weights)
+        # The values a training step hands back to the model's variables.
+        for variable, new in zip(loss.statistics.variables, state):
+            variable.assign(new)
+        np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5,
+                                   err_msg=f"loss, step {t}")
+        grad_scale = np.abs(golden["grad"][t]).max()
+        np.testing.assert_allclose(np.asarray(grad), golden["grad"][t], rtol=0,
+                                   atol=1e-5 * grad_scale, err_msg=f"grad, step {t}")
+        stats = loss.gradient_statistics()
+        np.testing.assert_allclose(stats["positive"], golden["pos_grad"][t], rtol=1e-5,
+                                   err_msg=f"positive, step {t}")
+        np.testing.assert_allclose(stats["negative"], golden["neg_grad"][t], rtol=1e-5,
+                                   err_msg=f"negative, step {t}")
+        np.testing.assert_allclose(stats["ratio"], golden["pos_neg"][t], rtol=1e-5,
+                                   err_msg=f"ratio, step {t}")
+    assert loss.statistics.step_count() == len(inputs)
+
+
+def test_a_plain_call_leaves_the_statistics_alone():
+    golden, loss, inputs = _case("efl")
+    labels, _ = inputs[0]
+    value = loss(labels, np.asarray(golden["logits"][0], np.float32))
+    np.testing.assert_allclose(float(value), golden["loss"][0], rtol=1e-5)
+    jitted = jax.jit(lambda z: loss(labels, z))(np.asarray(golden["logits"][0], np.float32))
+    np.testing.assert_allclose(float(jitted), golden["loss"][0], rtol=1e-5)
+    assert loss.statistics.step_count() == 0
+
+
+def test_call_returns_the_rows_and_leaves_the_statistics_alone():
+    golden, loss, inputs = _case("softmax_eql")
+    labels, weights = inputs[0]
+    logits = np.asarray(golden["logits"][0], np.float32)
+    rows = jax.grad(lambda z: loss.call(labels, z).sum())(logits)  # differentiated, no update
+    assert rows.shape == logits.shape
+    np.testing.assert_allclose(float(loss.call(labels, logits).mean() * weights[0]),
+                               golden["loss"][0], rtol=1e-5)
+    assert loss.statistics.step_count() == 0

@@ -1,0 +1,41 @@
+"""`.keras` files written under JAX (tests/fixtures/make_jax_fixtures.py) resume under TensorFlow.
+
+Each loss's file holds the first 4 steps of the run that
+tests/fixtures/make_backend_fixtures.py recorded under TensorFlow; resumed
+here for the last 4, it ends where TensorFlow's own run ended (weights atol
+1e-6, statistics rtol 1e-5).
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import keras_eql
+from helpers import long_tailed_data
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+ROWS, BATCH = 64, 16
+
+
+# One per statistics kind (per-sample, gradient of the output); the JAX suite
+# resumes TensorFlow's files of all four.
+@pytest.mark.parametrize("kind", ["sigmoid_eql", "efl"])
+def test_a_jax_keras_file_resumes_under_tensorflow(kind):
+    record = json.loads((FIXTURES / f"tf_{kind}.json").read_text())
+    features, labels = long_tailed_data(kind, rows=ROWS)
+    weights = np.linspace(0.5, 1.5, ROWS).astype("float32")
+    model = keras_eql.attach(keras_eql.load_model(FIXTURES / f"jax_{kind}.keras"))
+    stats = model.loss.gradient_statistics()
+    for key in ("positive", "negative"):
+        np.testing.assert_allclose(stats[key], record["saved"][key], rtol=1e-5, err_msg=key)
+    model.fit(features, labels, sample_weight=weights, batch_size=BATCH, epochs=1,
+              shuffle=False, verbose=0)
+    final = record["final"]
+    np.testing.assert_allclose(model.layers[-1].kernel.numpy(), final["kernel"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.layers[-1].bias.numpy(), final["bias"], rtol=0, atol=1e-6)
+    stats = model.loss.gradient_statistics()
+    for key in ("positive", "negative"):
+        np.testing.assert_allclose(stats[key], final[key], rtol=1e-5, err_msg=key)
+    assert model.loss.statistics.step_count() == final["steps"]
