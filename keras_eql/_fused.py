@@ -271,6 +271,13 @@ def _gradient_and_sums(local, positive, upstream, weights, *, labels, at_label, 
         positive_sum = tf.reduce_sum(
             tf.where(positive, tf.abs(local), 0.0) * weights[:, None], 0)[:num_classes]
         return local * dy, positive_sum, negatives
+    # Divided by an exact 1 that XLA cannot see through (`_opaque_one`): the
+    # division makes `negatives` a fusion XLA will not copy into the
+    # gradient's, so the gradient reads it instead of recomputing `local`,
+    # and the divisions inside `local` keep one consumer and stay fused
+    # rather than written out for two (EFL on 512 x 1203: 6 (N, C) writes
+    # and 18 reads instead of 8 and 32).
+    negatives = negatives / _opaque_one(labels)
     # Rebuilt from `negatives` so that XLA writes the gradient in one pass.
     gradient = tf.where(positive, at_label[:, None], negatives) * dy
     counted = (labels >= 0) & (labels < num_classes)
@@ -279,6 +286,16 @@ def _gradient_and_sums(local, positive, upstream, weights, *, labels, at_label, 
     positive_sum = tf.math.unsorted_segment_sum(
         tf.abs(at_label) * weights, segments, num_classes + 1)[:num_classes]
     return gradient, positive_sum, negatives
+
+
+def _opaque_one(labels):
+    """The float32 scalar 1, computed from the labels so that no compiler can fold it.
+
+    `(max(labels) | 1) & 1` is 1 for every integer (the empty maximum
+    included); dividing by it changes no value.
+    """
+    top = tf.reduce_max(labels)
+    return tf.cast(tf.bitwise.bitwise_and(tf.bitwise.bitwise_or(top, 1), 1), tf.float32)
 
 
 def _negative_sum(negatives, weights, num_classes):
