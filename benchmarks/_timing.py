@@ -221,8 +221,9 @@ def write_json(path, payload):
 def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
     """The options both benchmark scripts take."""
     parser.add_argument("--modes", default=modes, help="comma-separated: eager,function,jit")
-    parser.add_argument("--labels", default="sparse,dense,one_hot",
-                        help="sigmoid losses' label layouts (one_hot: dense targets, targets='one_hot')")
+    parser.add_argument("--labels", default=None,
+                        help="sigmoid losses' label layouts: sparse, dense, one_hot (dense targets, "
+                             "targets='one_hot'); default all three, sparse,dense with --smoke")
     parser.add_argument("--implementations", default="fused,autodiff",
                         help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py")
     parser.add_argument("--repeats", type=int, default=repeats)
@@ -235,6 +236,8 @@ def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
 
 def finish_arguments(args, list_fields):
     """Comma-separated options as lists; `--smoke` calls every variant once."""
+    if getattr(args, "labels", "") is None:
+        args.labels = "sparse,dense" if args.smoke else "sparse,dense,one_hot"
     for field in list_fields:
         setattr(args, field, [v for v in getattr(args, field).split(",") if v])
     if args.smoke:  # every variant called once: it runs, its time means little

@@ -57,9 +57,13 @@ def test_smoke_run_reports_every_variant(script, tmp_path):
 def test_loss_overhead_measures_statistics_and_memory(tmp_path):
     """The no-statistics twins and the peak memory (CPU allocator or RSS)."""
     payload, _ = _run("loss_overhead.py", tmp_path, "--modes", "jit", "--losses", "efl",
-                      "--labels", "sparse", "--no-stats")
+                      "--labels", "sparse,one_hot", "--no-stats")
     against = {row["against"] for row in payload["ratios"]}
-    assert against == {"BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "no statistics"}
+    assert against == {"BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "no statistics",
+                       "sparse ids"}
+    # Dense one-hot targets with targets="one_hot" against the same loss on class ids.
+    routed = {row["variant"] for row in payload["ratios"] if row["against"] == "sparse ids"}
+    assert routed == {"EqualizedFocalLoss[fused,one_hot]", "EqualizedFocalLoss[fused,one_hot,no-stats]"}
     assert all(r.get("peak_bytes") is not None for r in payload["results"])
     buffers = [row["extra_buffers"] for row in payload["ratios"] if "extra_buffers" in row]
     assert buffers and all(math.isfinite(b) for b in buffers)
