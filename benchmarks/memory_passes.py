@@ -13,7 +13,8 @@ entry computation:
 * reads: `(N, C)`-sized operands of every instruction (a parameter, such as
   the logits or dense targets, or an earlier buffer), once per instruction.
 
-Bitcasts and tuples are free. A `conditional` counts its true branch, the
+Bitcasts and tuples are free; a fusion that only gathers one element per
+row from an (N, C) array counts as a read (an overcount). A `conditional` counts its true branch, the
 one that runs on valid one-hot rows (the dense `targets="any"` path's label
 branch; the checks' no-error branch). Counts are for XLA's CPU backend in
 this TensorFlow; another backend fuses differently.
