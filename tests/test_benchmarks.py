@@ -96,16 +96,3 @@ def test_kerashub_step_smoke_run_compares_efl_with_kerashub_focal(tmp_path):
     assert against == {("EqualizedFocalLoss[one_hot]", "focal (KerasHub)")}
     assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in payload["ratios"])
     assert "## ratios" in stdout
-
-
-def test_train_step_fit_api_times_fit_steps(tmp_path):
-    """`train_step.py --api fit`: batches of `model.fit` timed and compared (the classifier only)."""
-    payload, _ = _run("train_step.py", tmp_path, "--api", "fit", "--models", "classifier",
-                      "--implementations", "fused")
-    assert {r["api"] for r in payload["results"]} == {"fit"}
-    assert {r["variant"] for r in payload["results"]} == {"SparseCategoricalCrossentropy",
-                                                           "SoftmaxEQL[fused,sparse]"}
-    for r in payload["results"]:
-        assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]
-    (row,) = payload["ratios"]
-    assert row["target"] == 1.03 and math.isfinite(row["ratio"]) and row["api"] == "fit"
