@@ -77,10 +77,11 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
         targets: the sigmoid losses only: `"any"` (default) takes every
             dense target; `"one_hot"` promises dense rows with at most one
             positive (one-hot, or one-hot times a quality score, as KerasHub's
-            RetinaNet passes them) and runs them as class ids, about 1.2x the
-            ids' cost instead of about 2x (BENCHMARKS.md). A row with two
-            positives is then an error (under XLA: a NaN step, recorded like a
-            bad label). Sparse labels are unaffected. Under the JAX backend
+            RetinaNet passes them) and runs them as class ids, 1.1-1.4x the
+            ids' cost instead of 1.4-1.9x on a 2-core CPU (BENCHMARKS.md). A
+            row with two positives is then an error (under XLA: a NaN step,
+            recorded like a bad label). Sparse labels are unaffected. Under
+            the JAX backend
             the argument is accepted and changes nothing (every dense row is
             computed exactly there; a multi-hot row is not rejected).
 
