@@ -81,9 +81,9 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
             ids' cost instead of 1.4-1.9x on a 2-core CPU (BENCHMARKS.md). A
             row with two positives is then an error (under XLA: a NaN step,
             recorded like a bad label). Sparse labels are unaffected. Under
-            the JAX backend
-            the argument is accepted and changes nothing (every dense row is
-            computed exactly there; a multi-hot row is not rejected).
+            the JAX backend the argument is accepted and changes nothing
+            (every dense row is computed exactly there; a multi-hot row is
+            not rejected).
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,
