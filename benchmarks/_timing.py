@@ -105,6 +105,64 @@ def interleaved(steps, arguments, *, repeats, warmup, progress=None):
     return wall, cpu
 
 
+class _BatchTimer:
+    """Keras callback: wall and process CPU time of every training batch of a `fit`."""
+
+    def __init__(self):
+        import keras
+
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_begin(inner, batch, logs=None):
+                inner.start = (time.perf_counter(), time.process_time())
+
+            def on_train_batch_end(inner, batch, logs=None):
+                synchronize()
+                wall, cpu = inner.start
+                inner.times.append((time.perf_counter() - wall, time.process_time() - cpu))
+
+        self.callback = Timer()
+        self.callback.times = []
+
+
+def interleaved_fit(models, data, *, batch_size, steps, repeats, warmup, progress=None):
+    """Per-batch wall and CPU times of `model.fit`, the variants in rotating order.
+
+    Each round calls `fit` once per model on `steps` new batches
+    (`data(name, round) -> (x, y)`, built before the clock starts), one epoch,
+    and times each batch with a callback (the step function, its input
+    pipeline's `next` included, without `fit`'s own set-up). The first batch
+    of every call is dropped: it pays for the call's iterator.
+
+    Args:
+        models: dict name -> compiled `keras.Model`.
+        data: callable `(name, round_index) -> (x, y)` with `steps * batch_size` rows.
+        batch_size, steps: batches per `fit` call.
+        repeats: timed rounds; warmup: untimed rounds first (tracing, XLA).
+        progress: optional callable on a status string.
+
+    Returns:
+        `(wall, cpu)`: dicts name -> list of seconds, `(steps - 1) * repeats` each.
+    """
+    names = list(models)
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for round_index in range(warmup + repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            x, y = data(name, round_index)
+            timer = _BatchTimer()
+            models[name].fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                             callbacks=[timer.callback])
+            if round_index >= warmup:
+                times = timer.callback.times[1:]
+                wall[name] += [t[0] for t in times]
+                cpu[name] += [t[1] for t in times]
+        if progress:
+            progress(("warm-up " if round_index < warmup else "round ")
+                     + f"{round_index + 1}/{warmup + repeats}")
+    return wall, cpu
+
+
 def median(values):
     return float(np.median(values))
 
@@ -163,7 +221,9 @@ def write_json(path, payload):
 def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
     """The options both benchmark scripts take."""
     parser.add_argument("--modes", default=modes, help="comma-separated: eager,function,jit")
-    parser.add_argument("--labels", default="sparse,dense", help="sigmoid losses' label layouts")
+    parser.add_argument("--labels", default=None,
+                        help="sigmoid losses' label layouts: sparse, dense, one_hot (dense targets, "
+                             "targets='one_hot'); default all three, sparse,dense with --smoke")
     parser.add_argument("--implementations", default="fused,autodiff",
                         help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py")
     parser.add_argument("--repeats", type=int, default=repeats)
@@ -176,6 +236,8 @@ def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
 
 def finish_arguments(args, list_fields):
     """Comma-separated options as lists; `--smoke` calls every variant once."""
+    if getattr(args, "labels", "") is None:
+        args.labels = "sparse,dense" if args.smoke else "sparse,dense,one_hot"
     for field in list_fields:
         setattr(args, field, [v for v in getattr(args, field).split(",") if v])
     if args.smoke:  # every variant called once: it runs, its time means little

@@ -16,7 +16,10 @@ Variants of a keras_eql loss, named `Loss[implementation,labels]`:
   the public pieces, autodiff of `keras_eql.functional` plus
   `GradientStatistics.capture` (`benchmarks/_autodiff_losses.py`);
 * labels `sparse` (class ids, background = C) or `dense` (the one-hot the
-  Keras counterparts get; quality scores for EQFL);
+  Keras counterparts get; one-hot times a quality score for EQFL), or
+  `one_hot`: the same dense targets with the loss built with
+  `targets="one_hot"` (fused only), compared with the same loss on `sparse`
+  ids (target `ONE_HOT_TARGET`);
 * `no-stats`: `update_statistics=False`, to isolate the statistics' cost.
 
 Examples:
@@ -76,7 +79,9 @@ TARGETS = {
     ("eqfl", "BinaryFocalCrossentropy"): 1.3,
     ("softmax_eql", "SparseCategoricalCrossentropy"): 1.3,
 }
-CAPTURE_TARGET = 0.10
+# Issue #15: the statistics' share, and dense one-hot targets against class ids.
+CAPTURE_TARGET = 0.15
+ONE_HOT_TARGET = 1.1
 EXTRA_BUFFERS_TARGET = 2.0
 
 
@@ -180,6 +185,9 @@ def variants(args, shape):
         for implementation in args.implementations:
             loss_cls = cls if implementation == "fused" else AUTODIFF[cls]
             for labels in (["sparse"] if softmax else args.labels):
+                if labels == "one_hot" and implementation != "fused":
+                    continue
+                route = {"targets": "one_hot"} if labels == "one_hot" else {}
                 if softmax:
                     targets = "categorical"
                 elif labels == "sparse":
@@ -189,7 +197,7 @@ def variants(args, shape):
                 for statistics in ([True, False] if args.no_stats else [True]):
                     name = f"{cls.__name__}[{implementation},{labels}" + (
                         "]" if statistics else ",no-stats]")
-                    loss = loss_cls(update_statistics=statistics, **config)
+                    loss = loss_cls(update_statistics=statistics, **config, **route)
                     out[name] = (loss, targets, {
                         "loss": key, "class": cls.__name__, "implementation": implementation,
                         "labels": labels, "statistics": statistics})
@@ -260,6 +268,10 @@ def summarise(results):
             twin = by_key.get(key + (r["variant"][:-1] + ",no-stats]",))
             if twin is not None:
                 rows.append(_ratio_row(r, twin, "no statistics", 1.0 + CAPTURE_TARGET))
+        if r["labels"] == "one_hot":
+            ids = by_key.get(key + (r["variant"].replace(",one_hot", ",sparse"),))
+            if ids is not None:
+                rows.append(_ratio_row(r, ids, "sparse ids", ONE_HOT_TARGET))
     return rows
 
 

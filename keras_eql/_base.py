@@ -74,6 +74,16 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
         from_logits: must be True (the default): `y_pred` holds raw logits.
             Accepted for the Keras habit; `False` raises. A `y_pred` made by
             a softmax or sigmoid activation draws a warning.
+        targets: the sigmoid losses only: `"any"` (default) takes every
+            dense target; `"one_hot"` promises dense rows with at most one
+            positive (one-hot, or one-hot times a quality score, as KerasHub's
+            RetinaNet passes them) and runs them as class ids, 1.1-1.4x the
+            ids' cost instead of 1.4-1.9x on a 2-core CPU (BENCHMARKS.md). A
+            row with two positives is then an error (under XLA: a NaN step,
+            recorded like a bad label). Sparse labels are unaffected. Under
+            the JAX backend the argument is accepted and changes nothing
+            (every dense row is computed exactly there; a multi-hot row is
+            not rejected).
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,
@@ -114,11 +124,13 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
 
     def __init__(self, *, num_classes=None, ignore_class=None, background=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name=None, dtype=None, from_logits=True):
+                 name=None, dtype=None, from_logits=True, targets="any"):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         label = type(self).__name__
         _backend.check_supported(label)
         self.from_logits = _checks.check_from_logits(label, from_logits)
+        # The sigmoid losses expose it (and put it in their config).
+        self.targets = _checks.check_target_route(label, targets)
         if background is not None:
             if not isinstance(background, (bool, np.bool_)):
                 raise ValueError(f"{label}: `background` must be True or False, got {background!r}.")
@@ -289,11 +301,24 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
             raise ValueError(f"{label}: the class axis of the logits must be static, got shape {y_pred.shape}.")
         self._check_width(y_pred.shape[-1])
         self._check_distribution()
-        # Sparse labels stay ids: the fused losses never build a one-hot.
-        targets, _, valid, logits, verdict = _targets.prepare(
-            label, y_true, y_pred, num_classes=self.num_classes,
-            ignore_class=self.ignore_class, allow_background=self._allow_background,
-            binary=self._binary_targets, one_hot=False)
+        quality = None
+        if self.targets == "one_hot" and not _targets.is_sparse(y_true, y_pred):
+            # Dense one-hot rows become one id per row (and the target there,
+            # EQFL's quality) and take the sparse labels' fused path: no
+            # branch on the targets' layout (see `_fused`).
+            targets, values, checks, verdict = _targets.one_hot_targets(
+                label, y_true, y_pred, binary=self._binary_targets)
+            with tf.control_dependencies(checks):
+                logits = tf.identity(y_pred)
+            valid = None
+            if not self._binary_targets:
+                quality = values
+        else:
+            # Sparse labels stay ids: the fused losses never build a one-hot.
+            targets, _, valid, logits, verdict = _targets.prepare(
+                label, y_true, y_pred, num_classes=self.num_classes,
+                ignore_class=self.ignore_class, allow_background=self._allow_background,
+                binary=self._binary_targets, one_hot=False)
         on_column_sums = None
         if self.update_statistics:
             # A bad label (possible only under XLA) drops the step like a NaN.
@@ -303,12 +328,11 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))
         ratio = tf.stop_gradient(self._statistics.ratio())
-        row_weights = None
+        extra = {} if quality is None else {"quality": quality}
         if on_column_sums is not None and self._per_sample_statistics:
-            row_weights = self._row_weights(y_pred[..., 0], sample_weight, input_mask, valid)
-            losses = self._row_loss(targets, logits, ratio, on_column_sums, row_weights)
-        else:
-            losses = self._row_loss(targets, logits, ratio, on_column_sums)
+            extra["row_weights"] = self._row_weights(y_pred[..., 0], sample_weight, input_mask,
+                                                     valid)
+        losses = self._row_loss(targets, logits, ratio, on_column_sums, **extra)
         normalizer = self._normalizer(targets, valid)
         if normalizer is not None:
             losses = losses / normalizer

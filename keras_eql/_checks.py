@@ -83,3 +83,16 @@ def expected_labels(num_classes, *, ignore_class, allow_background):
     if ignore_class is not None:
         expected += f" or ignore_class={ignore_class}"
     return expected
+
+
+TARGET_ROUTES = ("any", "one_hot")
+
+
+def check_target_route(loss_name, route):
+    """Validate the `targets` constructor argument; returns it."""
+    if not isinstance(route, str) or route not in TARGET_ROUTES:
+        raise ValueError(
+            f"{loss_name}: `targets` must be one of {TARGET_ROUTES}, got {route!r}: "
+            "'one_hot' for dense targets with at most one positive per row (one-hot, or one-hot "
+            "times a quality score), 'any' for every dense target.")
+    return route

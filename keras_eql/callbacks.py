@@ -219,6 +219,9 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
             if value is None:
                 continue
             dense = "0 or 1" if loss._binary_targets else "in [0, 1]"
+            if getattr(loss, "targets", "any") == "one_hot":
+                dense += (" with at most one positive per row (targets='one_hot'; for a row "
+                          "with several, the value is the row's sum)")
             raise ValueError(
                 f"{type(loss).__name__} '{name}': a step met the label {value:g}, which this "
                 f"loss does not accept: sparse labels must be {loss.expected_labels()}, dense "

@@ -74,6 +74,7 @@ class _SigmoidEQLWeighting(EqualizationLoss):
     def get_config(self):
         config = super().get_config()
         config["background"] = self._allow_background
+        config["targets"] = self.targets
         options = self._weight_options()
         if callable(options["mapping"]):
             options["mapping"] = keras.saving.serialize_keras_object(options["mapping"])
@@ -156,8 +157,9 @@ class SigmoidEQL(_SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -172,7 +174,7 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                  mapping="sigmoid", objectness=False, reweight_negatives=True,
                  reweight_positives=True, ignore_class=-1, background=True, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
-                 name="sigmoid_eql", dtype=None, from_logits=True):
+                 name="sigmoid_eql", dtype=None, from_logits=True, targets="any"):
         self.objectness = bool(objectness)
         if self.objectness and background is False:
             raise ValueError(
@@ -184,7 +186,8 @@ class SigmoidEQL(_SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits,
+                         targets=targets)
 
     def _extra_columns(self):
         return 1 if self.objectness else 0
@@ -231,8 +234,9 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql, numpy as np
@@ -249,7 +253,7 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                  reweight_positives=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
                  reduction="sum_over_batch_size", name="focal_sigmoid_eql", dtype=None,
-                 from_logits=True):
+                 from_logits=True, targets="any"):
         label = type(self).__name__
         self.focal_alpha = check_hyperparameter(
             label, "focal_alpha", focal_alpha, minimum=0.0, maximum=1.0, allow_none=True)
@@ -261,7 +265,8 @@ class FocalSigmoidEQL(_PositiveRowsNormalizer, _SigmoidEQLWeighting):
                          num_classes=num_classes, ignore_class=ignore_class,
                          background=background,
                          decay=decay, update_statistics=update_statistics,
-                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits)
+                         reduction=reduction, name=name, dtype=dtype, from_logits=from_logits,
+                         targets=targets)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums, row_weights=None):
         return _fused.focal_sigmoid_eql_rows(
@@ -396,7 +401,8 @@ class _EqualizedFocalBase(_PositiveRowsNormalizer, EqualizationLoss):
     def get_config(self):
         config = super().get_config()
         config.update(normalize_by_positives=self.normalize_by_positives,
-                      background=self._allow_background, **self._factor_options())
+                      background=self._allow_background, targets=self.targets,
+                      **self._factor_options())
         return config
 
 
@@ -438,8 +444,9 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras, keras_eql
@@ -452,7 +459,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                  focusing_factor=True, weighting_factor=True,
                  normalize_by_positives=False, ignore_class=-1, background=True,
                  decay=None, update_statistics=True, reduction="sum_over_batch_size",
-                 name="equalized_focal_loss", dtype=None, from_logits=True):
+                 name="equalized_focal_loss", dtype=None, from_logits=True, targets="any"):
         self.alpha = check_hyperparameter(
             type(self).__name__, "alpha", alpha, minimum=0.0, maximum=1.0, allow_none=True)
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
@@ -461,7 +468,7 @@ class EqualizedFocalLoss(_EqualizedFocalBase):
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype,
-                         from_logits=from_logits)
+                         from_logits=from_logits, targets=targets)
 
     def _row_loss(self, targets, logits, ratio, on_column_sums):
         return _fused.equalized_focal_loss_rows(
@@ -506,8 +513,9 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
         ignore_class: label of dropped rows (default -1).
         background: label `C` is background (default); `False` makes it an
             error (classification without background, see `EqualizationLoss`).
-        decay, update_statistics, reduction, name, dtype, from_logits: see
-            `EqualizationLoss`.
+        decay, update_statistics, reduction, name, dtype, from_logits, targets:
+            see `EqualizationLoss` (`targets="one_hot"`: dense rows with at
+            most one positive take the class ids' faster path).
 
     Example:
         >>> import keras_eql, numpy as np
@@ -522,18 +530,18 @@ class EqualizedQualityFocalLoss(_EqualizedFocalBase):
                  weighting_factor=True, normalize_by_positives=False, ignore_class=-1,
                  background=True, decay=None, update_statistics=True,
                  reduction="sum_over_batch_size", name="equalized_quality_focal_loss",
-                 dtype=None, from_logits=True):
+                 dtype=None, from_logits=True, targets="any"):
         super().__init__(num_classes=num_classes, gamma=gamma, scale=scale,
                          focusing_factor=focusing_factor, weighting_factor=weighting_factor,
                          normalize_by_positives=normalize_by_positives,
                          ignore_class=ignore_class, background=background, decay=decay,
                          update_statistics=update_statistics,
                          reduction=reduction, name=name, dtype=dtype,
-                         from_logits=from_logits)
+                         from_logits=from_logits, targets=targets)
 
-    def _row_loss(self, targets, logits, ratio, on_column_sums):
+    def _row_loss(self, targets, logits, ratio, on_column_sums, quality=None):
         return _fused.equalized_quality_focal_loss_rows(
-            targets, logits, ratio=ratio, on_column_sums=on_column_sums,
+            targets, logits, ratio=ratio, on_column_sums=on_column_sums, quality=quality,
             **self._factor_options())
 
     def _forward_rows(self, targets, logits, statistics):

@@ -57,9 +57,13 @@ def test_smoke_run_reports_every_variant(script, tmp_path):
 def test_loss_overhead_measures_statistics_and_memory(tmp_path):
     """The no-statistics twins and the peak memory (CPU allocator or RSS)."""
     payload, _ = _run("loss_overhead.py", tmp_path, "--modes", "jit", "--losses", "efl",
-                      "--labels", "sparse", "--no-stats")
+                      "--labels", "sparse,one_hot", "--no-stats")
     against = {row["against"] for row in payload["ratios"]}
-    assert against == {"BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "no statistics"}
+    assert against == {"BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "no statistics",
+                       "sparse ids"}
+    # Dense one-hot targets with targets="one_hot" against the same loss on class ids.
+    routed = {row["variant"] for row in payload["ratios"] if row["against"] == "sparse ids"}
+    assert routed == {"EqualizedFocalLoss[fused,one_hot]", "EqualizedFocalLoss[fused,one_hot,no-stats]"}
     assert all(r.get("peak_bytes") is not None for r in payload["results"])
     buffers = [row["extra_buffers"] for row in payload["ratios"] if "extra_buffers" in row]
     assert buffers and all(math.isfinite(b) for b in buffers)
@@ -77,3 +81,18 @@ def test_label_checks_smoke_run_reports_both_variants(tmp_path):
     assert set(payload["median_ms"]) == {"checks", "no_checks"}
     assert all(math.isfinite(payload["ratio"][clock]) for clock in ("wall", "cpu"))
     assert "with / without label checks" in stdout
+
+
+def test_kerashub_step_smoke_run_compares_efl_with_kerashub_focal(tmp_path):
+    """`kerashub_step.py`: a tiny RetinaNet's fit steps (no XLA here, to keep the test short)."""
+    pytest.importorskip("keras_hub", reason="kerashub_step.py needs keras-hub")
+    payload, stdout = _run("kerashub_step.py", tmp_path, "--no-jit-compile")
+    assert payload["machine"]["cpu"]
+    variants = {r["variant"] for r in payload["results"]}
+    assert variants == {"focal (KerasHub)", "EqualizedFocalLoss[one_hot]"}
+    for r in payload["results"]:
+        assert r["times_ms"] and all(math.isfinite(t) and t > 0 for t in r["times_ms"]), r["variant"]
+    against = {(row["variant"], row["against"]) for row in payload["ratios"]}
+    assert against == {("EqualizedFocalLoss[one_hot]", "focal (KerasHub)")}
+    assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in payload["ratios"])
+    assert "## ratios" in stdout

@@ -1,0 +1,173 @@
+"""Count the (N, C) memory passes of each loss's XLA program, from its optimized HLO.
+
+On a memory-bound device (a GPU) a loss's forward + backward costs about one
+unit per full read or write of an `(N, C)` float32 array, so the count
+predicts the ratios we cannot time here. For every keras_eql loss (label
+layouts `sparse`, `dense`, `one_hot`; statistics on and off) and its Keras
+counterpart this compiles `loss(targets, logits)` and its gradient w.r.t. the
+logits with `jit_compile=True` at one shape, and reads the optimized HLO's
+entry computation:
+
+* writes: instructions (fusions, dots, custom calls, copies) whose result is,
+  or holds, an array of `N x C` elements: each is one materialised buffer;
+* reads: `(N, C)`-sized operands of every instruction (a parameter, such as
+  the logits or dense targets, or an earlier buffer), once per instruction.
+
+Bitcasts and tuples are free; a fusion that only gathers one element per
+row from an (N, C) array counts as a read (an overcount). A `conditional` counts its true branch, the
+one that runs on valid one-hot rows (the dense `targets="any"` path's label
+branch; the checks' no-error branch). Counts are for XLA's CPU backend in
+this TensorFlow; another backend fuses differently.
+
+Example:
+    python benchmarks/memory_passes.py --rows 512 --classes 1203
+"""
+
+import argparse
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402
+from loss_overhead import LOSSES, counterpart  # noqa: E402
+
+_FREE = ("parameter", "bitcast", "tuple", "get-tuple-element", "constant")
+_SHAPE = re.compile(r"[a-z]+[0-9]*\[([0-9,]*)\]")
+
+
+def _elements(shape_text):
+    """Element counts of every array in an HLO shape string."""
+    return [int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+            for dims in _SHAPE.findall(shape_text)]
+
+
+def _computations(hlo):
+    """name -> body text of every computation in an HLO module."""
+    bodies, name, lines = {}, None, []
+    for line in hlo.splitlines():
+        header = re.match(r"(?:ENTRY )?(%[\w.\-]+) .*\{$", line)
+        if header and not line.startswith(" "):
+            name, lines = ("ENTRY" if line.startswith("ENTRY") else header.group(1)), []
+        elif line.startswith("}") and name is not None:
+            bodies[name] = "\n".join(lines)
+            name = None
+        elif name is not None:
+            lines.append(line)
+    return bodies
+
+
+def count_passes(hlo, size, computation="ENTRY", bodies=None):
+    """`(writes, reads)` of arrays with `size` elements in one computation.
+
+    A `conditional` counts its true branch (`tf.cond`'s first function: the
+    branch that runs on valid one-hot rows, and on valid targets in the
+    checks), not the passing of its operands.
+    """
+    bodies = _computations(hlo) if bodies is None else bodies
+    big = set()
+    writes = reads = 0
+    for line in bodies[computation].splitlines():
+        line = line.strip()
+        if " = " not in line:
+            continue
+        name, rest = line.split(" = ", 1)
+        name = name.replace("ROOT ", "").strip()
+        shape, _, call = rest.partition(" ")
+        opcode = call.split("(", 1)[0]
+        holds_big = size in _elements(shape)
+        operands = re.findall(r"%[\w.\-]+", call.split(")", 1)[0]) if "(" in call else []
+        if opcode == "conditional":
+            branch = re.search(r"(?:true_computation=|branch_computations=\{)(%[\w.\-]+)", call)
+            branch_writes, branch_reads = count_passes(hlo, size, branch.group(1), bodies)
+            writes, reads = writes + branch_writes, reads + branch_reads
+        elif opcode not in ("tuple", "get-tuple-element", "bitcast"):
+            reads += sum(1 for operand in operands if operand in big)
+        if holds_big:
+            big.add(name)
+            if opcode not in _FREE + ("conditional",):
+                writes += 1
+    return writes, reads
+
+
+def _targets(kind, rows, width, key):
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random(rows) < 0.25, rng.integers(0, width, rows), width).astype(np.int32)
+    if key == "softmax_eql":
+        return tf.constant(rng.integers(0, width, rows).astype(np.int32))
+    if kind == "sparse":
+        return tf.constant(labels)
+    dense = tf.one_hot(labels, width + 1)[:, :width]
+    if kind == "quality":
+        dense = dense * rng.uniform(0.3, 0.95, (rows, 1)).astype(np.float32)
+    return dense
+
+
+def program(loss, targets, logits):
+    @tf.function(jit_compile=True)
+    def step(y, z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(y, z)
+        return value, tape.gradient(value, z)
+
+    step(targets, logits)
+    return step.experimental_get_compiler_ir(targets, logits)(stage="optimized_hlo")
+
+
+def rows_of(args):
+    rows, width = args.rows, args.classes
+    logits = tf.constant(np.random.default_rng(1).normal(0, 2, (rows, width)).astype(np.float32))
+    size = rows * width
+    out = []
+    for name in ("BinaryCrossentropy", "BinaryFocalCrossentropy(alpha)", "BinaryFocalCrossentropy",
+                 "SparseCategoricalCrossentropy"):
+        kind = {"BinaryFocalCrossentropy": "quality"}.get(name, "dense")
+        key = "softmax_eql" if name.startswith("Sparse") else None
+        writes, reads = count_passes(program(counterpart(name), _targets(kind, rows, width, key),
+                                             logits), size)
+        out.append({"variant": name, "writes": writes, "reads": reads})
+    for key, (cls, counterparts) in LOSSES.items():
+        layouts = ["sparse"] if key == "softmax_eql" else ["sparse", "dense", "one_hot"]
+        for labels in layouts:
+            kind = "sparse" if labels == "sparse" else ("quality" if key == "eqfl" else "dense")
+            route = {"targets": "one_hot"} if labels == "one_hot" else {}
+            for statistics in (True, False):
+                loss = cls(num_classes=width, update_statistics=statistics, **route)
+                hlo = program(loss, _targets(kind, rows, width, key), logits)
+                writes, reads = count_passes(hlo, size)
+                out.append({"variant": f"{cls.__name__}[{labels}" + ("]" if statistics else ",no-stats]"),
+                            "loss": key, "counterparts": counterparts, "writes": writes,
+                            "reads": reads})
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--classes", type=int, default=1203)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    results = rows_of(args)
+    by_name = {r["variant"]: r for r in results}
+    print(f"\n## (N, C) = ({args.rows}, {args.classes}) arrays in the optimized HLO, "
+          "forward + backward under XLA")
+    print(f"{'variant':52s} {'writes':>6s} {'reads':>6s} {'passes':>6s}   counterparts (passes)")
+    for r in results:
+        passes = r["writes"] + r["reads"]
+        others = ", ".join(f"{name} {by_name[name]['writes'] + by_name[name]['reads']}"
+                           for name in r.get("counterparts", []))
+        print(f"{r['variant']:52s} {r['writes']:6d} {r['reads']:6d} {passes:6d}   {others}")
+    if args.json:
+        _timing.write_json(args.json, {"machine": _timing.machine(), "arguments": vars(args),
+                                       "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
