@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_eql import _targets
+from keras_eql import _checks, _targets
 from keras_eql._statistics import _variable, all_reduce_sum, identity_with_backward_updates
 
 COUNTS_KEY = "class_counts"
@@ -55,7 +55,7 @@ class BaselineLoss(keras.losses.Loss):
     def __init__(self, *, ignore_class, reduction, name, dtype, from_logits=True):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.ignore_class = check_ignore_class(type(self).__name__, ignore_class)
-        self.from_logits = _targets.check_from_logits(type(self).__name__, from_logits)
+        self.from_logits = _checks.check_from_logits(type(self).__name__, from_logits)
 
     # -- subclass interface -------------------------------------------------
     def _extra_columns(self):

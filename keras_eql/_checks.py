@@ -1,8 +1,7 @@
 """Constructor and input checks that need no backend: every bad value gets an error naming the loss.
 
-`_targets` (TensorFlow) keeps its own copies of `check_hyperparameter` and
-`check_from_logits` until it imports them from here; the loss classes use
-these, so that constructing a loss never imports TensorFlow.
+The loss classes and `_targets` (TensorFlow) use these, so that
+constructing a loss never imports TensorFlow.
 """
 
 import warnings

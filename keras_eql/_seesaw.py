@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_eql import _baseline_math, _targets
 from keras_eql._baseline_base import CountingLoss
 from keras_eql._statistics import all_reduce_sum
-from keras_eql._targets import check_hyperparameter
+from keras_eql._checks import check_hyperparameter
 
 
 @keras.saving.register_keras_serializable(package="keras_eql")

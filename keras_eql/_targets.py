@@ -32,43 +32,6 @@ class LabelVerdict(NamedTuple):
     first_bad: tf.Tensor  # float32 scalar, NaN when `ok`
 
 
-def check_hyperparameter(loss_name, name, value, *, minimum=None, maximum=None,
-                         exclusive_minimum=False, allow_none=False):
-    """Validate a numeric constructor argument; returns it as a float."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{loss_name}: `{name}` must be a number, got {value!r}.")
-    value = float(value)
-    too_small = minimum is not None and (
-        value <= minimum if exclusive_minimum else value < minimum
-    )
-    too_large = maximum is not None and value > maximum
-    if too_small or too_large or not np.isfinite(value):
-        low = "(" if exclusive_minimum else "["
-        bounds = f"{low}{minimum if minimum is not None else '-inf'}, "
-        bounds += f"{maximum if maximum is not None else 'inf'}]"
-        raise ValueError(f"{loss_name}: `{name}` must be in {bounds}, got {value!r}.")
-    return value
-
-
-def check_from_logits(loss_name, from_logits):
-    """`from_logits`, accepted for the Keras habit: only True (raw logits) is meaningful.
-
-    Returns:
-        True.
-
-    Raises:
-        ValueError: any other value, naming the loss and pointing to raw logits.
-    """
-    if isinstance(from_logits, (bool, np.bool_)) and from_logits:
-        return True
-    raise ValueError(
-        f"{loss_name}: from_logits={from_logits!r} is not supported; keras_eql losses take raw "
-        "logits (the model's outputs before any softmax or sigmoid), which from_logits=True, the "
-        "default, states. Remove the final activation from the model and pass its raw outputs.")
-
-
 def _probability_activation(y_pred):
     """The activation that produced `y_pred` when it holds probabilities, else None.
 

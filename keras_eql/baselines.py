@@ -41,7 +41,7 @@ from keras_eql._baseline_math import (
     sigmoid_focal_cross_entropy,
 )
 from keras_eql._seesaw import SeesawLoss
-from keras_eql._targets import check_hyperparameter
+from keras_eql._checks import check_hyperparameter
 
 __all__ = [
     "BalancedSoftmax",
