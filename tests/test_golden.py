@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import keras_eql
 from conftest import load_golden
+from golden_cases import GOLDEN_NAMES, golden_case
 
 MODES = ["eager", "function", "jit"]
 
@@ -33,61 +34,10 @@ def _runner(mode):
     return tf.function(step, jit_compile=(mode == "jit"))
 
 
-def _efl_labels(labels, num_classes):
-    return np.where(labels == 0, num_classes, np.where(labels > 0, labels - 1, -1))
-
-
-def _case(name):
-    """(golden, loss factory, per-step (labels, weights), sums scale)."""
-    golden = load_golden(name)
-    steps, rows, width = golden["logits"].shape
-    if name.startswith("sigmoid_eql"):
-        # Varying rows: label -1 (the default ignore_class) where the
-        # reference dropped the row.
-        make = lambda lazy: keras_eql.SigmoidEQL(
-            num_classes=None if lazy else width - 1, objectness=True)
-        inputs = [(golden["labels"][t], None) for t in range(steps)]
-        # Per-sample sums without the 1/N: the authors' sums exactly.
-        return golden, make, inputs, 1.0
-    if name in ("efl", "eqfl"):
-        labels = _efl_labels(golden["labels"], width)
-        if name == "efl":
-            make = lambda lazy: keras_eql.EqualizedFocalLoss(
-                num_classes=None if lazy else width, normalize_by_positives=True,
-                reduction="sum")
-            inputs = [(labels[t], None) for t in range(steps)]
-        else:
-            make = lambda lazy: keras_eql.EqualizedQualityFocalLoss(
-                num_classes=None if lazy else width, normalize_by_positives=True,
-                reduction="sum")
-            inputs = []
-            for t in range(steps):
-                targets = np.zeros((rows, width))
-                positive = labels[t] >= 0
-                positive &= labels[t] < width
-                targets[np.nonzero(positive)[0], labels[t][positive]] = golden["scores"][t][positive]
-                inputs.append((targets, (golden["labels"][t] != -1).astype(np.float32)))
-        return golden, make, inputs, 1.0
-    tau = 0.5 if name.endswith("tau05_lw2") else 1.0
-    loss_weight = 2.0 if name.endswith("lw2") else 1.0
-    indicator = {"softmax_eql_negative": "negative",
-                 "softmax_eql_pos_and_neg": "positive_and_negative"}.get(name, "positive")
-    make = lambda lazy: keras_eql.SoftmaxEQL(num_classes=None if lazy else width, tau=tau,
-                                             indicator=indicator)
-    inputs = [(golden["labels"][t], np.full(rows, loss_weight, np.float32)) for t in range(steps)]
-    return golden, make, inputs, 1.0
-
-
-# `sigmoid_eql_varying_rows`, `softmax_eql_negative` and `_pos_and_neg` are
-# this repository's (tests/golden/make_golden_extra.py), the rest the shared set.
-GOLDEN_NAMES = ["sigmoid_eql", "sigmoid_eql_varying_rows", "efl", "eqfl", "softmax_eql",
-                "softmax_eql_tau05_lw2", "softmax_eql_negative", "softmax_eql_pos_and_neg"]
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
 def test_golden_parity(name, mode):
-    golden, make, inputs, sums_scale = _case(name)
+    golden, make, inputs = golden_case(name)
     loss = make(lazy=(mode == "function"))
     step = _runner(mode)
     for t, (labels, weights) in enumerate(inputs):
@@ -99,9 +49,9 @@ def test_golden_parity(name, mode):
         np.testing.assert_allclose(grad.numpy(), golden["grad"][t], rtol=0, atol=1e-5 * grad_scale,
                                    err_msg=f"grad, step {t}")
         stats = loss.gradient_statistics()
-        np.testing.assert_allclose(stats["positive"], golden["pos_grad"][t] * sums_scale, rtol=1e-5,
+        np.testing.assert_allclose(stats["positive"], golden["pos_grad"][t], rtol=1e-5,
                                    err_msg=f"positive, step {t}")
-        np.testing.assert_allclose(stats["negative"], golden["neg_grad"][t] * sums_scale, rtol=1e-5,
+        np.testing.assert_allclose(stats["negative"], golden["neg_grad"][t], rtol=1e-5,
                                    err_msg=f"negative, step {t}")
         np.testing.assert_allclose(stats["ratio"], golden["pos_neg"][t], rtol=1e-5,
                                    err_msg=f"ratio, step {t}")
@@ -110,7 +60,7 @@ def test_golden_parity(name, mode):
 
 def test_softmax_eql_identity_positive_equals_negative():
     """Each row's |target gradient| equals its non-target sum (reference §3)."""
-    golden, make, inputs, _ = _case("softmax_eql")
+    golden, make, inputs = golden_case("softmax_eql")
     loss = make(lazy=False)
     step = _runner("eager")
     for t, (labels, weights) in enumerate(inputs):

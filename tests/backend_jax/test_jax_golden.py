@@ -11,47 +11,13 @@ import jax
 import numpy as np
 import pytest
 
-import keras_eql
-from conftest import load_golden
-
-GOLDEN_NAMES = ["sigmoid_eql", "sigmoid_eql_varying_rows", "efl", "eqfl", "softmax_eql",
-                "softmax_eql_tau05_lw2", "softmax_eql_negative", "softmax_eql_pos_and_neg"]
-
-
-def _efl_labels(labels, num_classes):
-    return np.where(labels == 0, num_classes, np.where(labels > 0, labels - 1, -1))
+from golden_cases import GOLDEN_NAMES, golden_case
 
 
 def _case(name):
-    """(golden, loss, per-step (labels, weights)), as tests/test_golden.py maps them."""
-    golden = load_golden(name)
-    steps, rows, width = golden["logits"].shape
-    if name.startswith("sigmoid_eql"):
-        loss = keras_eql.SigmoidEQL(num_classes=width - 1, objectness=True)
-        return golden, loss, [(golden["labels"][t], None) for t in range(steps)]
-    if name == "efl":
-        labels = _efl_labels(golden["labels"], width)
-        loss = keras_eql.EqualizedFocalLoss(num_classes=width, normalize_by_positives=True,
-                                            reduction="sum")
-        return golden, loss, [(labels[t], None) for t in range(steps)]
-    if name == "eqfl":
-        labels = _efl_labels(golden["labels"], width)
-        loss = keras_eql.EqualizedQualityFocalLoss(num_classes=width, normalize_by_positives=True,
-                                                   reduction="sum")
-        inputs = []
-        for t in range(steps):
-            targets = np.zeros((rows, width), np.float32)
-            positive = (labels[t] >= 0) & (labels[t] < width)
-            targets[np.nonzero(positive)[0], labels[t][positive]] = golden["scores"][t][positive]
-            inputs.append((targets, (golden["labels"][t] != -1).astype(np.float32)))
-        return golden, loss, inputs
-    tau = 0.5 if name.endswith("tau05_lw2") else 1.0
-    loss_weight = 2.0 if name.endswith("lw2") else 1.0
-    indicator = {"softmax_eql_negative": "negative",
-                 "softmax_eql_pos_and_neg": "positive_and_negative"}.get(name, "positive")
-    loss = keras_eql.SoftmaxEQL(num_classes=width, tau=tau, indicator=indicator)
-    weights = np.full(rows, loss_weight, np.float32)
-    return golden, loss, [(golden["labels"][t], weights) for t in range(steps)]
+    """(golden, loss, per-step (labels, weights)), the same cases as tests/test_golden.py."""
+    golden, make, inputs = golden_case(name)
+    return golden, make(lazy=False), inputs
 
 
 def _runner(loss, mode):
