@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend.common.masking import set_keras_mask
 
+from keras_eql._checks import expected_labels
 from keras_eql._statistics import _variable, all_reduce_sum
 
 
@@ -153,17 +154,6 @@ class BadLabelMonitor:
         value = float(self.value.numpy())
         self.value.assign(np.float32(np.nan))
         return None if np.isnan(value) else value
-
-
-def expected_labels(num_classes, *, ignore_class, allow_background):
-    """The text of the valid sparse labels, as the errors print it."""
-    top = num_classes if allow_background else num_classes - 1
-    expected = f"an integer in 0..{top}"
-    if allow_background:
-        expected += f" ({num_classes} = background)"
-    if ignore_class is not None:
-        expected += f" or ignore_class={ignore_class}"
-    return expected
 
 
 def is_sparse(y_true, y_pred):
