@@ -6,8 +6,8 @@ of the predicted box with its target, the top-1 accuracy of the 1203-way
 classification, the same at the level of glyph families (101, chance 1 %),
 and the median sigmoid score of the true category against all categories.
 
-    python examples/lvis_dense_diagnosis.py --methods focal --seed 0
-    python examples/lvis_dense_diagnosis.py --methods focal --pretrain-epochs 5 --learning-rate 1e-2
+    python examples/lvis_dense_diagnosis.py --methods focal --seed 0   # lvis_scale.py's setting
+    python examples/lvis_dense_diagnosis.py --methods focal --pretrain-epochs 0 --dense-learning-rate 1e-3 --epochs 1
 """
 
 import _common
@@ -35,12 +35,12 @@ def main(argv=None):
     _common.start_method(args.methods[0], args.seed)
     model = _detection.DenseDetector(C, compute, width=args.detector_width, image_size=_lvis_data.IMAGE_SIZE,
                                      classifier_kernel=1, tower_dilations=args.tower_dilations)
-    model.compile(_common.warmup_cosine_adam(args.learning_rate, steps, warmup_steps=steps // 10,
+    model.compile(_common.warmup_cosine_adam(args.dense_learning_rate, steps, warmup_steps=steps // 10,
                                              global_clipnorm=35.0), jit_compile=jit_compile)
     if args.pretrain_epochs > 0:
         crops, crop_labels = _detection.object_crops(train["images"], train["boxes"], train["labels"])
         accuracy = _detection.pretrain_features(model, crops, crop_labels, epochs=args.pretrain_epochs,
-                                                learning_rate=args.learning_rate, seed=args.seed)
+                                                learning_rate=args.dense_learning_rate, seed=args.seed)
         print(f"crop classifier accuracy after pre-training: {accuracy:.3f}")
     model.fit(data, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=args.verbose)
     outputs = model.predict(val["images"], batch_size=32, verbose=0)

@@ -141,6 +141,18 @@ def test_ablation_methods_switch_what_the_paper_ablates():
     assert set(lvis_scale.ABLATIONS) <= set(lvis_scale.METHODS)
 
 
+def test_dense_defaults_are_the_setting_that_learns():
+    import lvis_scale
+
+    # The README table's dense rows come from these defaults (BENCHMARKS.md):
+    # crop pre-training, then 3 epochs at 1e-2; task (a) keeps 1e-3.
+    args = lvis_scale.parse_args([])
+    assert (args.pretrain_epochs, args.dense_learning_rate, args.epochs) == (5, 1e-2, 3)
+    assert args.learning_rate == 1e-3
+    assert lvis_scale.parse_args(["--smoke"]).pretrain_epochs == 0
+    assert lvis_scale.parse_args(["--smoke", "--pretrain-epochs", "1"]).pretrain_epochs == 1
+
+
 def test_smoke_trains_every_method_and_moves_the_statistics(tmp_path):
     import lvis_scale
 
