@@ -130,7 +130,7 @@ def main(argv=None):
         seconds = _common.timed_fit(model, train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
         # `loss.loss` is the keras_eql loss inside the classification loss (None for the baselines).
         results[method] = {**evaluate(model, val, train_counts, 32), "seconds": seconds,
-                           **_common.statistics_summary(loss.loss, ("ratio",))}
+                           **_common.statistics_summary(loss.loss, ("ratio", "positive", "negative"))}
         print({k: round(v, 4) for k, v in results[method].items() if isinstance(v, float)})
     return _common.report(args, results, ("AP", "APr", "APc", "APf"), "COCO box AP (%) on the balanced validation set",
                           train_image_counts=counts.tolist())

@@ -56,11 +56,13 @@ def test_classification_lt_smoke_trains_softmax_eql(tmp_path):
 
 
 def test_detection_lt_data_parallel_equals_one_device(tmp_path):
-    """Same global batches on 2 host devices (DataParallel) and on 1: same statistics.
+    """Same global batches on 2 host devices (DataParallel) and on 1: the same statistics.
 
     The loss's per-class sums run over the global batch (one global-view
-    program), so they agree up to float32 summation order; the weights
-    trained from them agree as closely, which the AP (same value) shows.
+    program), so they agree up to float32 summation order (measured: the
+    negative sums differ by about 1e-7 relative, the positive ones not at
+    all); 1e-5 leaves room for other XLA versions and would still catch a
+    sum over half the batch (a factor of about 2) or a step counted twice.
     """
     flags = ("--methods", "efl")
     single_stdout, single = run_example("detection_lt", tmp_path, *flags, devices=2, tag="default")
@@ -70,10 +72,10 @@ def test_detection_lt_data_parallel_equals_one_device(tmp_path):
     assert "DataParallel" not in single_stdout
     one, two = single["results"]["efl"], parallel["results"]["efl"]
     assert one["statistics_steps"] >= 2 and two["statistics_steps"] == one["statistics_steps"]
-    ratio_one, ratio_two = np.array(one["ratio"]), np.array(two["ratio"])
-    assert ratio_one.shape == (36,)
-    assert np.ptp(ratio_one) > 0  # the statistics moved away from the initial ratio
-    np.testing.assert_allclose(ratio_two, ratio_one, rtol=1e-4, atol=1e-6)
+    for key in ("positive", "negative", "ratio"):
+        assert len(one[key]) == 36, key
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=0, err_msg=key)
+    assert min(one["negative"]) > 0 and max(one["positive"]) > 0  # the statistics moved
     assert two["AP"] == pytest.approx(one["AP"], abs=1e-3)
 
 
