@@ -26,17 +26,16 @@ import numpy as np
 
 from keras_eql.cli import imbalance_factor, positive_float, positive_int
 
+# mirrored, multiworker, tpu: `tf.distribute`; data_parallel: Keras's own `keras.distribution` (JAX).
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu", "data_parallel")
-# `tf.distribute` strategies; `data_parallel` is Keras's own `keras.distribution` (JAX).
-TF_STRATEGIES = ("mirrored", "multiworker", "tpu")
 # Default home of the results: ignored by git (.gitignore: /outputs/).
 OUTPUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs")
 DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before any loss code runs "
              "(keras-team/keras#20585). Use examples/multiworker_ctl.py, which trains the "
              "keras_eql losses with a custom training loop under that strategy")
 
-__all__ = ["STRATEGIES", "TF_STRATEGIES", "OUTPUT_DIR", "backend", "missing_api", "default_output", "add_common_arguments", "imbalance_factor", "positive_float",
-           "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
+__all__ = ["STRATEGIES", "OUTPUT_DIR", "backend", "missing_api", "default_output", "add_common_arguments",
+           "imbalance_factor", "positive_float", "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
            "lvis_groups", "group_means", "synthetic_parser", "parse_synthetic_args",
            "category_image_counts", "start_method", "shuffled_batches", "warmup_cosine_adam",
            "ShuffledBatches", "timed_fit", "statistics_summary", "grouped_metric", "report"]
