@@ -32,7 +32,7 @@ $(JAX_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_PY) -m pip install --quiet --upgrade pip
 	$(JAX_PY) -m pip install --quiet --no-deps -e .
-	$(JAX_PY) -m pip install --quiet $(JAX_REQUIREMENTS) pytest pytest-timeout
+	$(JAX_PY) -m pip install --quiet $(JAX_REQUIREMENTS) pytest pytest-timeout matplotlib pycocotools
 	touch $@
 
 venv: $(TEST_STAMP)

@@ -14,6 +14,14 @@ process's resident set.
   allocator statistics (`tf.config.experimental.get_memory_info`, on the GPU
   or on the CPU), falling back to the peak resident set on a CPU allocator
   without statistics.
+
+Backends: TensorFlow, and JAX (`KERAS_BACKEND=jax`), where nothing here
+imports TensorFlow. JAX dispatches asynchronously on every platform, so a
+timed call waits for its own results (`jax.block_until_ready`). Peak memory
+is not measured under JAX: its allocator cannot reset the peak between
+calls on a GPU, and on a CPU XLA reuses memory it holds, so the resident
+set's peak does not move (it reads 0 extra bytes, which would pass as a
+measurement).
 """
 
 import json
@@ -23,17 +31,31 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
-import tensorflow as tf
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+elif BACKEND == "jax":
+    import jax
+else:
+    raise SystemExit(f"the benchmarks run under KERAS_BACKEND=tensorflow or jax, not {BACKEND!r}.")
+
 
 def gpus():
-    """Logical GPU devices (empty on a CPU host)."""
-    return tf.config.list_logical_devices("GPU")
+    """GPU devices, by name (empty on a CPU host)."""
+    if BACKEND == "jax":
+        return [str(device) for device in jax.devices() if device.platform == "gpu"]
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
 
 
-def synchronize():
-    """Wait for every device to finish the queued work (needed on GPU only)."""
-    if gpus():
+def synchronize(result=None):
+    """Wait until the queued work (JAX: that producing `result`) is done (TF: on GPU only)."""
+    if BACKEND == "jax":
+        if result is not None:
+            jax.block_until_ready(result)
+    elif gpus():
         tf.test.experimental.sync_devices()
 
 
@@ -46,14 +68,14 @@ def machine():
                      if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         pass
-    import keras
-
     return {
         "cpu": model,
         "cpus": os.cpu_count(),
-        "gpus": [d.name for d in gpus()],
+        "gpus": gpus(),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        "backend": BACKEND,
+        "tensorflow": tf.__version__ if BACKEND == "tensorflow" else None,
+        "jax": jax.__version__ if BACKEND == "jax" else None,
         "keras": keras.__version__,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
@@ -63,7 +85,7 @@ def machine():
 def run_once(step, *args):
     """Call `step` and wait until its results exist."""
     result = step(*args)
-    synchronize()
+    synchronize(result)
     return result
 
 
@@ -116,7 +138,7 @@ class _BatchTimer:
                 inner.start = (time.perf_counter(), time.process_time())
 
             def on_train_batch_end(inner, batch, logs=None):
-                synchronize()
+                synchronize(logs)
                 wall, cpu = inner.start
                 inner.times.append((time.perf_counter() - wall, time.process_time() - cpu))
 
@@ -201,8 +223,10 @@ def _resident_peak(step, args):
 def peak_memory(step, *args):
     """Peak bytes allocated by one call of `step` beyond what was live before.
 
-    Returns None where the platform offers no measurement.
+    Returns None where the platform offers no measurement (under JAX).
     """
+    if BACKEND != "tensorflow":
+        return None
     device = "GPU:0" if gpus() else "CPU:0"
     peak = _allocator_peak(device, step, args)
     if peak is None and not gpus():
@@ -218,14 +242,16 @@ def write_json(path, payload):
 # -- command line shared by loss_overhead.py and train_step.py ---------------------
 
 
-def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help):
+def add_run_arguments(parser, *, modes, repeats, warmup, smoke_help, implementations="fused,autodiff"):
     """The options both benchmark scripts take."""
-    parser.add_argument("--modes", default=modes, help="comma-separated: eager,function,jit")
+    parser.add_argument("--modes", default=modes,
+                        help="comma-separated: eager,function,jit (JAX: eager,jit)")
     parser.add_argument("--labels", default=None,
                         help="sigmoid losses' label layouts: sparse, dense, one_hot (dense targets, "
                              "targets='one_hot'); default all three, sparse,dense with --smoke")
-    parser.add_argument("--implementations", default="fused,autodiff",
-                        help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py")
+    parser.add_argument("--implementations", default=implementations,
+                        help="fused: the keras_eql classes; autodiff: benchmarks/_autodiff_losses.py "
+                             "(TensorFlow only)")
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--reuse-targets", action="store_true",
@@ -243,6 +269,21 @@ def finish_arguments(args, list_fields):
     if args.smoke:  # every variant called once: it runs, its time means little
         args.repeats, args.warmup = 1, 0
     return args
+
+
+def check_backend_choices(parser, args, modes, implementations):
+    """`parser.error` for a mode or implementation this backend does not run.
+
+    Args:
+        parser: the script's parser.
+        args: parsed by `finish_arguments`.
+        modes, implementations: `{backend: names it runs}`.
+    """
+    for label, allowed in (("modes", modes[BACKEND]), ("implementations", implementations[BACKEND])):
+        refused = [value for value in getattr(args, label) if value not in allowed]
+        if refused:
+            parser.error(f"--{label} {','.join(refused)}: under KERAS_BACKEND={BACKEND} this "
+                         f"benchmark runs {','.join(allowed)}.")
 
 
 def report(args, results, summarise, print_report):

@@ -22,8 +22,17 @@ Variants of a keras_eql loss, named `Loss[implementation,labels]`:
   ids (target `ONE_HOT_TARGET`);
 * `no-stats`: `update_statistics=False`, to isolate the statistics' cost.
 
+Under `KERAS_BACKEND=jax` (no TensorFlow needed) the same comparison runs
+with `jax.value_and_grad`, eagerly and under `jax.jit` (modes `eager`,
+`jit`), against the same Keras losses on JAX: the keras_eql losses through
+`loss.stateless_call`, their statistics carried from call to call as a
+training step carries them. There the `fused` implementation is what the
+classes run under JAX (the analytic forward-pass statistics of
+`keras_eql._forward`); `autodiff` is TensorFlow-only.
+
 Examples:
     python benchmarks/loss_overhead.py --smoke
+    KERAS_BACKEND=jax python benchmarks/loss_overhead.py --shapes two_stage --modes jit
     python benchmarks/loss_overhead.py --shapes two_stage --modes jit --repeats 9 \\
         --json two_stage.json
 """
@@ -37,13 +46,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing  # noqa: E402
-from _autodiff_losses import AUTODIFF  # noqa: E402
 
 import keras_eql  # noqa: E402
+
+if _timing.BACKEND == "tensorflow":
+    import tensorflow as tf  # noqa: E402
+    from _autodiff_losses import AUTODIFF  # noqa: E402
+else:
+    import jax  # noqa: E402
+
+    AUTODIFF = {}  # TensorFlow-only: GradientStatistics.capture, keras_eql.functional
+# Modes and implementations each backend runs.
+MODES = {"tensorflow": ("eager", "function", "jit"), "jax": ("eager", "jit")}
+IMPLEMENTATIONS = {"tensorflow": ("fused", "autodiff"), "jax": ("fused",)}
 
 Shape = collections.namedtuple("Shape", "dims foreground objectness")
 
@@ -116,7 +135,7 @@ class Batches:
     def __init__(self, shape, dtype, seed=0, reuse=False):
         self.shape, self.seed, self.reuse = shape, seed, reuse
         logits = np.random.default_rng(seed).normal(0.0, 2.0, size=shape.dims)
-        self.logits = tf.cast(tf.constant(logits.astype(np.float32)), dtype)
+        self.logits = ops.cast(ops.convert_to_tensor(logits.astype(np.float32)), dtype)
         self._cache = {}
 
     def get(self, layout, index):
@@ -132,21 +151,23 @@ class Batches:
         width = self.shape.dims[-1]
         rows = self.shape.dims[:-1]
         if layout == "categorical":
-            return tf.constant(rng.integers(0, width, size=rows).astype(np.int32))
+            return ops.convert_to_tensor(rng.integers(0, width, size=rows).astype(np.int32))
         foreground = rng.random(rows) < self.shape.foreground
         classes = rng.integers(0, width - 1 if self.shape.objectness else width, size=rows)
         quality = rng.uniform(0.3, 0.95, size=rows + (1,)).astype(np.float32)
         kind, _, objectness = layout.partition("_")
-        labels = tf.constant(np.where(foreground, classes, width - 1 if objectness else width)
-                             .astype(np.int32))
+        labels = ops.convert_to_tensor(np.where(foreground, classes, width - 1 if objectness else width)
+                                       .astype(np.int32))
         if kind == "sparse":
             return labels
-        one_hot = tf.one_hot(labels, width + 1)[..., :width]
+        one_hot = ops.one_hot(labels, width + 1)[..., :width]
         return one_hot if kind == "dense" else one_hot * quality
 
 
 def make_step(loss, mode):
     """Forward + backward w.r.t. the logits; returns the loss and the gradient."""
+    if _timing.BACKEND == "jax":
+        return _jax_step(loss, mode)
 
     def step(targets, logits):
         with tf.GradientTape() as tape:
@@ -157,6 +178,34 @@ def make_step(loss, mode):
     if mode == "eager":
         return step
     return tf.function(step, jit_compile=(mode == "jit"))
+
+
+def _jax_step(loss, mode):
+    """`make_step` under JAX: `value_and_grad`, jitted in mode `jit`.
+
+    A keras_eql loss runs through `stateless_call`, its statistics passed in
+    and the updated ones kept for the next call (what `fit` does with them).
+    """
+    statistics = getattr(loss, "statistics", None)
+    if statistics is None:  # a Keras loss: stateless
+        def plain(targets, logits):
+            return jax.value_and_grad(lambda z: loss(targets, z))(logits)
+
+        return jax.jit(plain) if mode == "jit" else plain
+
+    def stateful(state, targets, logits):
+        (value, state), gradient = jax.value_and_grad(
+            lambda z: loss.stateless_call(state, targets, z), has_aux=True)(logits)
+        return value, gradient, state
+
+    compiled = jax.jit(stateful) if mode == "jit" else stateful
+    carried = [[variable.value for variable in statistics.variables]]
+
+    def step(targets, logits):
+        value, gradient, carried[0] = compiled(carried[0], targets, logits)
+        return value, gradient
+
+    return step
 
 
 def variants(args, shape):
@@ -205,7 +254,7 @@ def variants(args, shape):
 
 
 def run_shape(args, shape_name, shape):
-    batches = Batches(shape, tf.as_dtype(args.dtype), reuse=args.reuse_targets)
+    batches = Batches(shape, args.dtype, reuse=args.reuse_targets)
     table = variants(args, shape)
     results = []
     for mode in args.modes:
@@ -311,8 +360,9 @@ def parse(argv=None):
     parser.add_argument("--skip-no-stats", dest="no_stats", action="store_false")
     parser.add_argument("--dtype", default="float32", help="logits dtype: float32, bfloat16, float16")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
-    _timing.add_run_arguments(parser, modes="eager,function,jit", repeats=7, warmup=2,
-                              smoke_help="CI: a tiny shape, one round, no no-stats twins")
+    _timing.add_run_arguments(parser, modes=",".join(MODES[_timing.BACKEND]), repeats=7, warmup=2,
+                              smoke_help="CI: a tiny shape, one round, no no-stats twins",
+                              implementations=",".join(IMPLEMENTATIONS[_timing.BACKEND]))
     args = parser.parse_args(argv)
     if args.shapes is None:
         args.shapes = SMOKE_DEFAULT if args.smoke else ",".join(SHAPES)
@@ -322,6 +372,7 @@ def parse(argv=None):
     unknown = set(args.shapes) - set(SMOKE_SHAPES if args.smoke else SHAPES)
     if unknown:
         parser.error(f"unknown shapes {sorted(unknown)}")
+    _timing.check_backend_choices(parser, args, MODES, IMPLEMENTATIONS)
     return args
 
 

@@ -18,10 +18,16 @@ the CPU's cache). Models:
 * `classifier`: a linear classifier on pooled features, 256 x 2048 ->
   Dense(1000); Softmax-EQL.
 
+Under `KERAS_BACKEND=jax` (no TensorFlow needed) the same models train with
+Keras's JAX trainer, compiled with `jit_compile=True` (mode `jit`) or run
+eagerly (mode `eager`), after `keras_eql.attach(model)`; the `fused`
+implementation only (`autodiff` is TensorFlow-only).
+
 Examples:
     python benchmarks/train_step.py --smoke
     python benchmarks/train_step.py --modes jit --repeats 15 --json train.json
     python benchmarks/train_step.py --api fit --repeats 5 --steps-per-fit 6
+    KERAS_BACKEND=jax python benchmarks/train_step.py --repeats 15
 """
 
 import argparse
@@ -33,12 +39,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing  # noqa: E402
-from _autodiff_losses import AUTODIFF  # noqa: E402
-from loss_overhead import LOSSES, Batches, Shape, counterpart  # noqa: E402
+from loss_overhead import (AUTODIFF, IMPLEMENTATIONS, LOSSES, MODES, Batches, Shape,  # noqa: E402
+                           counterpart)
+
+import keras_eql  # noqa: E402
 
 Model = collections.namedtuple("Model", "rows features hidden width objectness losses")
 
@@ -110,7 +118,7 @@ class Features:
         rows = self.spec.rows if rows is None else rows
         if self._cached[0] != (index, rows):
             rng = np.random.default_rng([self.seed, index])
-            self._cached = ((index, rows), tf.constant(
+            self._cached = ((index, rows), ops.convert_to_tensor(
                 rng.normal(size=(rows, self.spec.features)).astype(np.float32)))
         return self._cached[1]
 
@@ -119,13 +127,13 @@ def compiled_model(spec, loss, mode):
     model = build_model(spec)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=loss,
                   jit_compile=(mode == "jit"), run_eagerly=(mode == "eager"))
-    return model
+    return keras_eql.attach(model)  # JAX: the statistics become model state; a no-op on TF
 
 
 def run_model(args, model_name, spec):
     # New features and labels for every step (see loss_overhead.Batches).
     batches = Batches(Shape((spec.rows, spec.width), 0.25 if spec.objectness else 1.0,
-                            spec.objectness), tf.float32, reuse=args.reuse_targets)
+                            spec.objectness), "float32", reuse=args.reuse_targets)
     features = Features(spec)
     table = variants(args, spec)
     results = []
@@ -149,7 +157,7 @@ def run_model(args, model_name, spec):
                     first = 0 if args.reuse_targets else round_index * per_fit
                     labels = [batches.get(table[name][1], first + k) for k in range(per_fit)]
                     return (features.get(first, spec.rows * per_fit),
-                            tf.concat(labels, 0))
+                            ops.concatenate(labels, 0))
 
                 wall, cpu = _timing.interleaved_fit(
                     models, data, batch_size=spec.rows, steps=per_fit, repeats=args.repeats,
@@ -212,13 +220,15 @@ def parse(argv=None):
     parser.add_argument("--steps-per-fit", type=int, default=5,
                         help="batches per model.fit call (the first of each is not timed)")
     _timing.add_run_arguments(parser, modes="jit", repeats=11, warmup=3,
-                              smoke_help="tiny models, one round (CI)")
+                              smoke_help="tiny models, one round (CI)",
+                              implementations=",".join(IMPLEMENTATIONS[_timing.BACKEND]))
     args = parser.parse_args(argv)
     if args.api is None:
         args.api = "train_on_batch" if args.smoke else "train_on_batch,fit"
     _timing.finish_arguments(args, ("models", "api", "modes", "labels", "implementations"))
     if args.smoke:
         args.steps_per_fit = 2
+    _timing.check_backend_choices(parser, args, MODES, IMPLEMENTATIONS)
     return args
 
 

@@ -1,6 +1,8 @@
 """Command-line flags, distribution strategies, training and reporting shared by the examples.
 
-Every example accepts `--strategy {default,mirrored,multiworker,tpu}`,
+Every example accepts `--strategy {default,mirrored,multiworker,tpu,data_parallel}`
+(the first four are `tf.distribute`, for KERAS_BACKEND=tensorflow;
+`data_parallel` is `keras.distribution.DataParallel`, for JAX),
 `--jit-compile/--no-jit-compile` (on by default), `--epochs`, `--seed`,
 `--output` (a JSON file for the results; by default `outputs/<example>.json`
 in the repository, a folder git ignores) and `--smoke` (a few steps on tiny
@@ -19,22 +21,55 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
 
 from keras_eql.cli import imbalance_factor, positive_float, positive_int
 
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+# mirrored, multiworker, tpu: `tf.distribute`; data_parallel: Keras's own `keras.distribution` (JAX).
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu", "data_parallel")
 # Default home of the results: ignored by git (.gitignore: /outputs/).
 OUTPUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs")
 DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before any loss code runs "
              "(keras-team/keras#20585). Use examples/multiworker_ctl.py, which trains the "
              "keras_eql losses with a custom training loop under that strategy")
 
-__all__ = ["STRATEGIES", "OUTPUT_DIR", "default_output", "add_common_arguments", "imbalance_factor", "positive_float",
-           "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
+__all__ = ["STRATEGIES", "OUTPUT_DIR", "backend", "missing_api", "default_output", "add_common_arguments",
+           "imbalance_factor", "positive_float", "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
            "lvis_groups", "group_means", "synthetic_parser", "parse_synthetic_args",
            "category_image_counts", "start_method", "shuffled_batches", "warmup_cosine_adam",
-           "timed_fit", "statistics_summary", "grouped_metric", "report"]
+           "ShuffledBatches", "timed_fit", "statistics_summary", "grouped_metric", "report"]
+
+
+def backend():
+    """The Keras backend (`KERAS_BACKEND`) the example runs under."""
+    return keras.backend.backend()
+
+
+def missing_api(names, what):
+    """A message if `keras_eql` lacks any of `names` on this backend, else None.
+
+    Under a backend other than TensorFlow, parts of keras_eql are not
+    ported yet (`keras_eql.__getattr__` refuses them); asking keras_eql
+    itself, rather than testing the backend here, lets an example use them
+    as soon as they are ported.
+
+    Args:
+        names: public keras_eql names, e.g. `["LogitAdjustedLoss"]`.
+        what: what needs them, e.g. `"--methods logit_adjusted"`.
+
+    Returns:
+        A one-line message naming `what`, the missing names and the backend, or None.
+    """
+    import keras_eql
+
+    missing = [name for name in names if not hasattr(keras_eql, name)]
+    if not missing:
+        return None
+    return (f"{what} needs keras_eql.{', keras_eql.'.join(missing)}, which keras_eql does not offer "
+            f"under KERAS_BACKEND={backend()} in this version; the Equalization Losses (SigmoidEQL, "
+            "SoftmaxEQL, EqualizedFocalLoss, EqualizedQualityFocalLoss, FocalSigmoidEQL) run "
+            "there, or use KERAS_BACKEND=tensorflow.")
 
 
 def default_output(example_file):
@@ -63,7 +98,9 @@ def add_common_arguments(parser, *, epochs, example_file):
         The parser.
     """
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
-                        help="tf.distribute strategy")
+                        help="distribution: mirrored, multiworker, tpu (tf.distribute, TensorFlow), "
+                             "data_parallel (keras.distribution.DataParallel over every local "
+                             "device, JAX)")
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
                         help="compile the train step with XLA (must be explicit on CPU)")
     parser.add_argument("--epochs", type=positive_int, default=epochs)
@@ -135,26 +172,47 @@ def parse_synthetic_args(parser, argv, methods, *, smoke_scale, smoke_batch_size
 
 
 def resolve_strategy(name, jit_compile):
-    """The `tf.distribute.Strategy` for a `--strategy` value.
+    """The distribution for a `--strategy` value.
 
     Args:
         name: one of `STRATEGIES`.
         jit_compile: the requested XLA setting.
 
     Returns:
-        `(strategy, jit_compile)`: `strategy` is None for `default`;
-        `jit_compile` is turned off under `mirrored`, where Keras 3.15
-        places the replicas' variables on devices XLA cannot reach
-        (tf-mechanics.md, section 2).
+        `(strategy, jit_compile)`: `strategy` is None for `default`, a
+        `tf.distribute.Strategy` for `mirrored` and `tpu`, and for
+        `data_parallel` the `keras.distribution.DataParallel` over every
+        local device, also set as Keras's global distribution (so that `fit`
+        shards each batch over the devices). `jit_compile` is turned off
+        under `mirrored`, where Keras 3.15 places the replicas' variables on
+        devices XLA cannot reach (tf-mechanics.md, section 2).
 
     Raises:
-        SystemExit: `multiworker` (Keras `fit` is broken there) or `tpu`
-            without a TPU, with a message saying what to do instead.
+        SystemExit: `multiworker` (Keras `fit` is broken there), `tpu`
+            without a TPU, a `tf.distribute` strategy under another backend
+            than TensorFlow, or `data_parallel` under TensorFlow, with a
+            message saying what to do instead.
     """
-    import tensorflow as tf
-
     if name == "default":
         return None, jit_compile
+    if name not in STRATEGIES:
+        raise SystemExit(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
+    if name == "data_parallel":
+        if backend() != "jax":
+            raise SystemExit(
+                f"--strategy data_parallel is keras.distribution.DataParallel, which Keras runs "
+                f"under KERAS_BACKEND=jax; under {backend()} use --strategy mirrored (one host) "
+                "or tpu.")
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        print(f"DataParallel over {len(distribution.device_mesh.devices.flat)} device(s).")
+        return distribution, jit_compile
+    if backend() != "tensorflow":
+        raise SystemExit(
+            f"--strategy {name} is a tf.distribute strategy, for KERAS_BACKEND=tensorflow; under "
+            f"{backend()} use --strategy data_parallel (keras.distribution) or default.")
+    import tensorflow as tf
+
     if name == "mirrored":
         if jit_compile:
             print("Note: --strategy mirrored runs without XLA (Keras 3.15 cannot combine "
@@ -162,20 +220,22 @@ def resolve_strategy(name, jit_compile):
         return tf.distribute.MirroredStrategy(), False
     if name == "multiworker":
         raise SystemExit(f"--strategy multiworker is not supported by this fit()-based example. {DOCS_HINT}.")
-    if name == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError, RuntimeError) as error:
-            raise SystemExit(f"--strategy tpu: no TPU found ({error}). Run on a TPU VM or pick "
-                             "--strategy default.") from None
-        return tf.distribute.TPUStrategy(resolver), jit_compile
-    raise SystemExit(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError, RuntimeError) as error:
+        raise SystemExit(f"--strategy tpu: no TPU found ({error}). Run on a TPU VM or pick "
+                         "--strategy default.") from None
+    return tf.distribute.TPUStrategy(resolver), jit_compile
 
 
 def scope(strategy):
-    """`strategy.scope()`, or a no-op context when `strategy` is None."""
+    """`strategy.scope()`, or a no-op context when `strategy` is None.
+
+    A `keras.distribution.Distribution` has a `scope()` too (it is also the
+    global distribution, see `resolve_strategy`).
+    """
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
@@ -208,10 +268,13 @@ def start_method(method, seed):
 
 
 def shuffled_batches(inputs, targets, batch_size, seed):
-    """A shuffled `tf.data` pipeline of full batches, and its batches per epoch.
+    """Shuffled full batches for `fit`, and the batches per epoch.
 
     The last partial batch is dropped, so every step has the same static
-    shape: one XLA program, as on a TPU.
+    shape: one XLA program, as on a TPU. Under TensorFlow a `tf.data`
+    pipeline (reshuffled every epoch, prefetching); under another backend a
+    `keras.utils.PyDataset` of NumPy batches, reshuffled every epoch from
+    `seed` (so a JAX host needs no TensorFlow).
 
     Args:
         inputs: an array of examples.
@@ -222,12 +285,45 @@ def shuffled_batches(inputs, targets, batch_size, seed):
     Returns:
         `(dataset, steps_per_epoch)`; `steps_per_epoch` is at least 1.
     """
+    if backend() != "tensorflow":
+        dataset = ShuffledBatches(inputs, targets, batch_size, seed)
+        return dataset, len(dataset)
     import tensorflow as tf
 
     count = len(tf.nest.flatten(targets)[0])
     dataset = (tf.data.Dataset.from_tensor_slices((inputs, targets)).shuffle(count, seed=seed)
                .batch(batch_size, drop_remainder=True).prefetch(2))
     return dataset, max(1, count // batch_size)
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """NumPy `(inputs, targets)` batches in a new seeded order every epoch, full batches only.
+
+    Args:
+        inputs: an array of examples.
+        targets: an array, or a dict of arrays, one row per example.
+        batch_size: examples per batch.
+        seed: seed of the epochs' orders.
+    """
+
+    def __init__(self, inputs, targets, batch_size, seed):
+        super().__init__()
+        self.inputs, self.targets, self.batch_size = inputs, targets, int(batch_size)
+        self.count = len(inputs)
+        self._rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self):
+        return max(1, self.count // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        if isinstance(self.targets, dict):
+            return self.inputs[rows], {key: value[rows] for key, value in self.targets.items()}
+        return self.inputs[rows], self.targets[rows]
+
+    def on_epoch_end(self):
+        self._order = self._rng.permutation(self.count)
 
 
 def warmup_cosine_adam(learning_rate, steps, warmup_steps, **adam_options):

@@ -7,11 +7,16 @@ the rest is background. Targets are computed once in NumPy, so the
 training step sees static shapes and no host callback (XLA, TPU-ready).
 
 Label layout (keras_eql's): `0..C-1` categories, `C` background.
+
+Backends: the model and its losses are `keras.ops`, so they train under
+TensorFlow and JAX alike. Only the evaluation's NMS differs: TensorFlow's
+`tf.image.combined_non_max_suppression` in the graph, elsewhere the same
+selection in NumPy on the host (`combined_nms`).
 """
 
 import numpy as np
-import tensorflow as tf
 import keras
+from keras import ops
 
 STRIDE = 4
 CENTRE_RADIUS = 1.5
@@ -79,22 +84,25 @@ def box_iou_and_giou(predicted, target):
     Returns:
         `(iou, giou)`, each of shape `(...)`.
     """
-    area = lambda b: tf.maximum(b[..., 2] - b[..., 0], 0.0) * tf.maximum(b[..., 3] - b[..., 1], 0.0)  # noqa: E731
-    top_left = tf.maximum(predicted[..., :2], target[..., :2])
-    bottom_right = tf.minimum(predicted[..., 2:], target[..., 2:])
-    inter = tf.reduce_prod(tf.maximum(bottom_right - top_left, 0.0), axis=-1)
+    area = lambda b: ops.maximum(b[..., 2] - b[..., 0], 0.0) * ops.maximum(b[..., 3] - b[..., 1], 0.0)  # noqa: E731
+    top_left = ops.maximum(predicted[..., :2], target[..., :2])
+    bottom_right = ops.minimum(predicted[..., 2:], target[..., 2:])
+    inter = ops.prod(ops.maximum(bottom_right - top_left, 0.0), axis=-1)
     union = area(predicted) + area(target) - inter
-    iou = inter / tf.maximum(union, 1e-6)
-    hull = tf.reduce_prod(tf.maximum(predicted[..., 2:], target[..., 2:])
-                          - tf.minimum(predicted[..., :2], target[..., :2]), axis=-1)
-    return iou, iou - (hull - union) / tf.maximum(hull, 1e-6)
+    iou = inter / ops.maximum(union, 1e-6)
+    hull = ops.prod(ops.maximum(predicted[..., 2:], target[..., 2:])
+                    - ops.minimum(predicted[..., :2], target[..., :2]), axis=-1)
+    return iou, iou - (hull - union) / ops.maximum(hull, 1e-6)
 
 
 def global_sum(value):
     """Sum a tensor over replicas; a no-op on one device.
 
     Normalisers such as the number of positives must be global so that the
-    summed replica gradients equal the single-device gradient.
+    summed replica gradients equal the single-device gradient. Only
+    `tf.distribute` runs a step per replica; under JAX,
+    `keras.distribution` compiles one global-view program (a sum over the
+    batch is already the global sum), so there is nothing to do.
 
     Args:
         value: a tensor, in replica context.
@@ -102,6 +110,10 @@ def global_sum(value):
     Returns:
         The sum over all replicas.
     """
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync <= 1:
         return value
@@ -154,35 +166,132 @@ class DenseDetector(keras.Model):
         self.num_classes = num_classes
         self.classification_loss = classification_loss
         self.box_weight = box_weight
-        self.centres = tf.constant(grid_centres(image_size))
+        self.centres = grid_centres(image_size)  # NumPy: a constant of every traced step
+
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile`, then `keras_eql.attach` of the classification loss's statistics.
+
+        `compute_loss` calls the classification loss itself, so `compile`
+        gets no loss. Its keras_eql loss (the callable's `.loss`) becomes
+        `model.loss` for the output `cls` after `compile` (Keras reads
+        `model.loss` only inside `compile`): there `keras_eql.attach` (JAX:
+        the statistics become model state), `keras_eql.gradient_statistics`
+        and `GradientStatisticsLogger` find it.
+        """
+        super().compile(*args, **kwargs)
+        loss = getattr(self.classification_loss, "loss", None)
+        if loss is not None:
+            import keras_eql
+
+            self.loss = {"cls": loss}
+            keras_eql.attach(self)
 
     def decode_boxes(self, box_output):
         """xyxy boxes from the ltrb output (distances in strides, softplus)."""
-        distances = tf.nn.softplus(tf.cast(box_output, tf.float32)) * STRIDE
-        return tf.concat([self.centres - distances[..., :2], self.centres + distances[..., 2:]], axis=-1)
+        distances = ops.softplus(ops.cast(box_output, "float32")) * STRIDE
+        centres = ops.convert_to_tensor(self.centres)
+        return ops.concatenate([centres - distances[..., :2], centres + distances[..., 2:]], axis=-1)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         labels, target_boxes = y["labels"], y["boxes"]
         predicted = self.decode_boxes(y_pred["box"])
-        positive = tf.cast(labels < self.num_classes, tf.float32)
+        positive = ops.cast(labels < self.num_classes, "float32")
         iou, giou = box_iou_and_giou(predicted, target_boxes)
-        quality = tf.stop_gradient(iou) * positive
+        quality = ops.stop_gradient(iou) * positive
         classification = self.classification_loss(labels, y_pred["cls"], quality)
-        num_positive = tf.maximum(global_sum(tf.reduce_sum(positive)), 1.0)
-        box_loss = tf.reduce_sum((1.0 - giou) * positive) / num_positive
+        num_positive = ops.maximum(global_sum(ops.sum(positive)), 1.0)
+        box_loss = ops.sum((1.0 - giou) * positive) / num_positive
         return classification + self.box_weight * box_loss
 
     def detect(self, images, max_detections=50, score_threshold=0.01):
-        """Boxes, scores and classes after per-class NMS (static shapes)."""
+        """Boxes, scores and classes after per-class NMS (static shapes).
+
+        Under TensorFlow a graph (trace it with `tf.function`); elsewhere
+        the model runs compiled (`predict_on_batch`) and the NMS in NumPy
+        (`combined_nms`), with the same selection rules.
+        """
+        size = float(images.shape[1])
+        if keras.backend.backend() != "tensorflow":
+            outputs = self.predict_on_batch(images)
+            boxes = np.asarray(ops.convert_to_numpy(self.decode_boxes(outputs["box"])))
+            scores = 1.0 / (1.0 + np.exp(-outputs["cls"].astype(np.float64)))
+            boxes, scores, classes, valid = combined_nms(
+                boxes / size, scores.astype(np.float32), max_output_size_per_class=10,
+                max_total_size=max_detections, iou_threshold=0.5, score_threshold=score_threshold)
+            return boxes * size, scores, classes, valid
+        import tensorflow as tf
+
         outputs = self(images, training=False)
         boxes = self.decode_boxes(outputs["box"])
         scores = tf.sigmoid(tf.cast(outputs["cls"], tf.float32))
-        size = float(images.shape[1])
         nms = tf.image.combined_non_max_suppression(
             boxes[:, :, None, :] / size, scores, max_output_size_per_class=10,
             max_total_size=max_detections, iou_threshold=0.5, score_threshold=score_threshold,
             clip_boxes=True)
         return nms.nmsed_boxes * size, nms.nmsed_scores, nms.nmsed_classes, nms.valid_detections
+
+
+def _pairwise_iou(box, boxes):
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=-1)
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), axis=-1)  # noqa: E731
+    union = area(box) + area(boxes) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def combined_nms(boxes, scores, *, max_output_size_per_class, max_total_size, iou_threshold,
+                 score_threshold):
+    """`tf.image.combined_non_max_suppression` (boxes shared by the classes, clipped) in NumPy.
+
+    Per image and class: the boxes scoring above `score_threshold`, best
+    first, each dropping the later ones that overlap it by IoU above
+    `iou_threshold`, at most `max_output_size_per_class` kept; then the
+    `max_total_size` best of every class, padded with zeros.
+
+    Args:
+        boxes: `(B, L, 4)` corner boxes in [0, 1] coordinates.
+        scores: `(B, L, C)` scores.
+        max_output_size_per_class, max_total_size, iou_threshold,
+            score_threshold: as in TensorFlow.
+
+    Returns:
+        `(boxes (B, K, 4) clipped to [0, 1], scores (B, K), classes (B, K)
+        float, valid (B,) int32)`, `K = max_total_size`.
+
+    Example:
+        >>> boxes = np.array([[[0, 0, .5, .5], [0, 0, .5, .49], [.5, .5, 1, 1]]], np.float32)
+        >>> scores = np.array([[[.9], [.8], [.7]]], np.float32)
+        >>> out = combined_nms(boxes, scores, max_output_size_per_class=5, max_total_size=4,
+        ...                    iou_threshold=0.5, score_threshold=0.01)
+        >>> out[1].tolist(), out[3].tolist()
+        ([[0.8999999761581421, 0.699999988079071, 0.0, 0.0]], [2])
+    """
+    batch, _, num_classes = scores.shape
+    out_boxes = np.zeros((batch, max_total_size, 4), np.float32)
+    out_scores = np.zeros((batch, max_total_size), np.float32)
+    out_classes = np.zeros((batch, max_total_size), np.float32)
+    valid = np.zeros((batch,), np.int32)
+    for image in range(batch):
+        kept = []  # (score, class, location)
+        for category in range(num_classes):
+            column = scores[image, :, category]
+            candidates = np.flatnonzero(column > score_threshold)
+            candidates = candidates[np.argsort(-column[candidates], kind="stable")]
+            chosen = []
+            while candidates.size and len(chosen) < max_output_size_per_class:
+                best, candidates = candidates[0], candidates[1:]
+                chosen.append(best)
+                overlap = _pairwise_iou(boxes[image, best], boxes[image, candidates])
+                candidates = candidates[overlap <= iou_threshold]
+            kept += [(column[location], category, location) for location in chosen]
+        kept.sort(key=lambda item: -item[0])
+        kept = kept[:max_total_size]
+        valid[image] = len(kept)
+        for slot, (score, category, location) in enumerate(kept):
+            out_boxes[image, slot] = np.clip(boxes[image, location], 0.0, 1.0)
+            out_scores[image, slot], out_classes[image, slot] = score, category
+    return out_boxes, out_scores, out_classes, valid
 
 
 def sigmoid_focal_loss(targets, logits, alpha=0.25, gamma=2.0):
@@ -197,9 +306,9 @@ def sigmoid_focal_loss(targets, logits, alpha=0.25, gamma=2.0):
     Returns:
         The unreduced loss, the logits' shape.
     """
-    probability = tf.sigmoid(logits)
+    probability = ops.sigmoid(logits)
     p_t = targets * probability + (1 - targets) * (1 - probability)
-    log_p_t = -tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    log_p_t = -ops.binary_crossentropy(targets, logits, from_logits=True)
     alpha_t = targets * alpha + (1 - targets) * (1 - alpha)
     return -alpha_t * (1 - p_t) ** gamma * log_p_t
 
@@ -217,9 +326,9 @@ def quality_focal_loss(quality_targets, logits, beta=2.0):
     Returns:
         The unreduced loss, the logits' shape.
     """
-    probability = tf.sigmoid(logits)
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=quality_targets, logits=logits)
-    return bce * tf.abs(quality_targets - probability) ** beta
+    probability = ops.sigmoid(logits)
+    bce = ops.binary_crossentropy(quality_targets, logits, from_logits=True)
+    return bce * ops.abs(quality_targets - probability) ** beta
 
 
 def to_coco_results(boxes, scores, classes, valid, image_ids):
@@ -320,7 +429,7 @@ def detect_in_batches(detect, images, batch_size):
     accelerator.
 
     Args:
-        detect: a (traced) `DenseDetector.detect`.
+        detect: `DenseDetector.detect` (traced with `tf.function` under TensorFlow).
         images: `(N, H, W, 3)` array.
         batch_size: images per call.
 
@@ -332,6 +441,6 @@ def detect_in_batches(detect, images, batch_size):
         batch = images[start:start + batch_size]
         count = len(batch)
         batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], batch.dtype)])
-        outputs = [t.numpy()[:count] for t in detect(tf.constant(batch))]
+        outputs = [np.asarray(t)[:count] for t in detect(batch)]
         results += to_coco_results(*outputs, np.arange(start, start + count) + 1)
     return results

@@ -22,14 +22,19 @@ categories (`keras_eql.metrics.grouped_coco_ap`).
 
     python examples/detection_lt.py                 # full run (see BENCHMARKS.md)
     python examples/detection_lt.py --smoke         # a few steps, for the tests
+
+It also runs under KERAS_BACKEND=jax (no TensorFlow needed), on every local
+device with `--strategy data_parallel` (`keras.distribution.DataParallel`):
+
+    KERAS_BACKEND=jax python examples/detection_lt.py --strategy data_parallel
 """
 
 import _common
 import _detection
 import _synthetic
 import numpy as np
-import tensorflow as tf
 import keras
+from keras import ops
 
 import keras_eql
 from keras_eql.metrics import grouped_coco_ap, images_per_category
@@ -68,18 +73,18 @@ def classification_loss(method, num_classes, scale_factor):
         loss = None
 
     def compute(labels, logits, quality):
-        logits = tf.cast(logits, tf.float32)
-        one_hot = tf.one_hot(labels, num_classes + 1)[..., :num_classes]
+        logits = ops.cast(logits, "float32")
+        one_hot = ops.one_hot(labels, num_classes + 1)[..., :num_classes]
         # A positive keeps a non-zero quality, so it counts as a positive row.
-        quality_targets = one_hot * tf.maximum(quality, 1e-4)[..., None]
+        quality_targets = one_hot * ops.maximum(quality, 1e-4)[..., None]
         if method == "efl":
             return loss(labels, logits)
         if method == "eqfl":
             return loss(quality_targets, logits)
         elementwise = (_detection.sigmoid_focal_loss(one_hot, logits) if method == "focal"
                        else _detection.quality_focal_loss(quality_targets, logits))
-        positives = tf.reduce_sum(tf.cast(labels < num_classes, tf.float32))
-        return tf.reduce_sum(elementwise) / tf.maximum(_detection.global_sum(positives), 1.0)
+        positives = ops.sum(ops.cast(labels < num_classes, "float32"))
+        return ops.sum(elementwise) / ops.maximum(_detection.global_sum(positives), 1.0)
 
     compute.loss = loss
     return compute
@@ -87,7 +92,12 @@ def classification_loss(method, num_classes, scale_factor):
 
 def evaluate(model, val, train_counts, batch_size):
     """COCO AP overall and per LVIS group of `model` on the validation split."""
-    results = _detection.detect_in_batches(tf.function(model.detect), val["images"], batch_size)
+    detect = model.detect
+    if _common.backend() == "tensorflow":
+        import tensorflow as tf
+
+        detect = tf.function(detect)
+    results = _detection.detect_in_batches(detect, val["images"], batch_size)
     return grouped_coco_ap(val["coco"], results, train_image_counts=train_counts)
 
 
@@ -120,7 +130,7 @@ def main(argv=None):
         seconds = _common.timed_fit(model, train_data, epochs=args.epochs, verbose=args.verbose, shuffle=False)
         # `loss.loss` is the keras_eql loss inside the classification loss (None for the baselines).
         results[method] = {**evaluate(model, val, train_counts, 32), "seconds": seconds,
-                           **_common.statistics_summary(loss.loss, ("ratio",))}
+                           **_common.statistics_summary(loss.loss, ("ratio", "positive", "negative"))}
         print({k: round(v, 4) for k, v in results[method].items() if isinstance(v, float)})
     return _common.report(args, results, ("AP", "APr", "APc", "APf"), "COCO box AP (%) on the balanced validation set",
                           train_image_counts=counts.tolist())

@@ -9,9 +9,10 @@ also under JAX, where `import keras_eql` does not import TensorFlow (see
 `keras_eql._backend`).
 """
 
-from keras_eql import _backend, metrics, plotting
+from keras_eql import _backend, callbacks, metrics, plotting
 from keras_eql._backend import attach
 from keras_eql._base import EqualizationLoss
+from keras_eql.callbacks import GradientStatisticsLogger
 from keras_eql._saving import load_model
 from keras_eql._model_losses import equalization_losses, gradient_statistics
 from keras_eql.losses import (
@@ -28,7 +29,7 @@ from keras_eql.plotting import plot_gradient_statistics, plot_ratio_history
 # another backend they are not imported, so that `import keras_eql` needs no
 # TensorFlow there (issue #16 ports them).
 _TENSORFLOW_ONLY = {
-    "baselines": "keras_eql.baselines", "callbacks": "keras_eql.callbacks",
+    "baselines": "keras_eql.baselines",
     "functional": "keras_eql.functional", "layers": "keras_eql.layers",
     "registry": "keras_eql.registry",
     "GradientStatistics": "keras_eql._statistics", "validate_labels": "keras_eql._targets",
@@ -36,14 +37,13 @@ _TENSORFLOW_ONLY = {
     "ClassBalancedLoss": "keras_eql.baselines", "LogitAdjustedLoss": "keras_eql.baselines",
     "SeesawLoss": "keras_eql.baselines", "class_balanced_weights": "keras_eql.baselines",
     "logit_adjust": "keras_eql.baselines", "seesaw_scores": "keras_eql.baselines",
-    "GradientStatisticsLogger": "keras_eql.callbacks",
     "sigmoid_eql_scores": "keras_eql.functional",
     "CosineClassifier": "keras_eql.layers", "SigmoidEQLScores": "keras_eql.layers",
     "available_losses": "keras_eql.registry", "get": "keras_eql.registry",
 }
 
 if _backend.BACKEND == "tensorflow":
-    from keras_eql import baselines, callbacks, functional, layers, registry  # noqa: F401
+    from keras_eql import baselines, functional, layers, registry  # noqa: F401
     from keras_eql._statistics import GradientStatistics
     from keras_eql._targets import validate_labels
     from keras_eql.baselines import (
@@ -56,7 +56,6 @@ if _backend.BACKEND == "tensorflow":
         logit_adjust,
         seesaw_scores,
     )
-    from keras_eql.callbacks import GradientStatisticsLogger
     from keras_eql.functional import sigmoid_eql_scores
     from keras_eql.layers import CosineClassifier, SigmoidEQLScores
     from keras_eql.registry import available_losses, get

@@ -3,6 +3,12 @@
 The callback only reads the loss's statistics variables at logging points
 (epoch ends, and every N steps when asked), never inside a training step, so
 it works unchanged with `jit_compile=True` and adds no work to the step.
+
+Backends: CSV, `logs` and the figures need no TensorFlow (under JAX the
+statistics are read after the trainer synced its state back into the
+model, which reading `Callback.model` does). TensorBoard output (`log_dir`)
+writes through `tf.summary`, as Keras's own `TensorBoard` callback does on
+every backend, so it needs TensorFlow installed.
 """
 
 import csv
@@ -12,7 +18,6 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_eql import _saving
 from keras_eql._model_losses import equalization_losses
@@ -28,12 +33,26 @@ IMAGE_FIGSIZE, IMAGE_DPI = (3.0, 2.0), 180
 IMAGE_PANELS = ("positive", "negative", "ratio")
 
 
+def _tensorflow():
+    """TensorFlow, for the TensorBoard summaries; an ImportError saying what to install."""
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError(
+            "GradientStatisticsLogger: log_dir (TensorBoard output) writes through "
+            "tf.summary, as Keras's own TensorBoard callback does, and needs TensorFlow: "
+            "`pip install tensorflow-cpu` (or `tensorflow`), or pass log_dir=None and keep "
+            f"csv_path and the figures, which need no TensorFlow ({error}).") from None
+    return tf
+
+
 def _summary_function(tag, group_names):
     """The group scalars of one loss as one traced graph.
 
     Eagerly, each `tf.summary.scalar` dispatches several small ops; one graph
     call per logging point costs a fraction of that.
     """
+    tf = _tensorflow()
 
     @tf.function
     def write(step, group_means):
@@ -49,6 +68,7 @@ def _image_summary_function(tag):
     Eagerly, `tf.summary.image` dispatches a dozen small ops around the PNG
     encoding; traced, the encoding is most of what is left.
     """
+    tf = _tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([None, None, None, 4], tf.uint8)])
     def write(step, pixels):  # one image per panel
@@ -137,6 +157,8 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         for label, value in (("log_dir", log_dir), ("csv_path", csv_path)):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"GradientStatisticsLogger: {label} must be a path or None, got {value!r}.")
+        if log_dir is not None:
+            _tensorflow()  # fail here, not at the first epoch's end
         self.log_dir = log_dir
         self.csv_path = csv_path
         self.every_n_steps = None if every_n_steps is None else int(every_n_steps)
@@ -178,7 +200,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
             if loss.num_classes is not None:
                 self._class_info(name, loss.num_classes, np.zeros(loss.num_classes))
         if self.log_dir is not None and self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(os.fspath(self.log_dir), "train"))
+            self._writer = _tensorflow().summary.create_file_writer(os.path.join(os.fspath(self.log_dir), "train"))
             self._summary_functions = {}  # traced with the writer they write to
         self._last_trigger_step = self._optimizer_step()
 
@@ -272,6 +294,9 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         return counts, [str(class_name) for class_name in names], resolved
 
     def _log(self, logs, with_image):
+        # First: under JAX, Keras's `Callback.model` puts the running fit's
+        # state (the statistics among it) back into the model's variables,
+        # which the trainer otherwise does only at epoch ends.
         step = self._optimizer_step()
         repeated = step == self._last_written_step
         csv_rows = []
@@ -307,6 +332,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         key = (name, tuple(means))
         if key not in self._summary_functions:
             self._summary_functions[key] = _summary_function(name, tuple(means))
+        tf = _tensorflow()
         with self._writer.as_default():
             self._summary_functions[key](
                 tf.constant(step, tf.int64), tf.constant(list(means.values()), tf.float32))
@@ -331,6 +357,7 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
         key = ("image", name)
         if key not in self._summary_functions:
             self._summary_functions[key] = _image_summary_function(name)
+        tf = _tensorflow()
         with self._writer.as_default():
             self._summary_functions[key](tf.constant(step, tf.int64), pixels)
 

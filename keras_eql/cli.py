@@ -22,6 +22,7 @@ that `examples/classification_lt.py` reuses them with more options.
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -86,8 +87,6 @@ def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0, *,
     """
     import keras
 
-    from keras_eql.layers import CosineClassifier
-
     layers = keras.layers
     decay = {}
     if weight_decay:
@@ -100,6 +99,8 @@ def small_cnn(num_classes=10, width=24, input_shape=(28, 28, 1), seed=0, *,
     hidden = layers.Flatten()(hidden)
     hidden = layers.Dense(4 * width, activation="relu", **decay)(hidden)
     if cosine_temperature:
+        from keras_eql.layers import CosineClassifier
+
         logits = CosineClassifier(num_classes, temperature=cosine_temperature, name="logits",
                                   kernel_regularizer=decay.get("kernel_regularizer"))(hidden)
     else:
@@ -162,7 +163,7 @@ def make_loss(method, class_counts):
 
 
 def image_dataset(images, labels, batch_size, *, shuffle_seed=None):
-    """A `tf.data` pipeline of float images in [0, 1] and int32 labels.
+    """A pipeline of float images in [0, 1] and int32 labels.
 
     Batches have a static size (the last partial batch is dropped when
     shuffling, i.e. for training), so XLA compiles the step once.
@@ -174,17 +175,55 @@ def image_dataset(images, labels, batch_size, *, shuffle_seed=None):
         shuffle_seed: shuffle every epoch with this seed (training), or None.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels)`.
+        Under TensorFlow a `tf.data.Dataset` of `(images, labels)`; under
+        another backend a `keras.utils.PyDataset` of NumPy batches (a JAX
+        host needs no TensorFlow).
     """
-    import tensorflow as tf
-
     if images.ndim == 3:
         images = images[..., None]
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _numpy_images_class()(images, labels, batch_size, shuffle_seed)
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=shuffle_seed is not None)
     return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(2)
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_images_class():
+    """The PyDataset behind `image_dataset` off TensorFlow (built once: Keras is imported lazily here)."""
+    import keras
+
+    class NumpyImages(keras.utils.PyDataset):
+        """`image_dataset` in NumPy: the same batches, reshuffled every epoch when seeded."""
+
+        def __init__(self, images, labels, batch_size, shuffle_seed):
+            super().__init__()
+            self.images, self.labels = images, np.asarray(labels, np.int32)
+            self.batch_size = batch_size
+            self.rng = None if shuffle_seed is None else np.random.default_rng(shuffle_seed)
+            self.order = np.arange(len(self.labels))
+            self.on_epoch_end()
+
+        def __len__(self):
+            if self.rng is not None:  # training: full batches only
+                return len(self.labels) // self.batch_size
+            return -(-len(self.labels) // self.batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+            return self.images[rows].astype(np.float32) / 255.0, self.labels[rows]
+
+        def on_epoch_end(self):
+            if self.rng is not None:
+                self.order = self.rng.permutation(len(self.labels))
+
+    return NumpyImages
 
 
 def _balanced_part(labels, per_class):
@@ -285,8 +324,8 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         "per_class", "seconds"}` and the trained loss object.
     """
     import keras
-    import tensorflow as tf
 
+    import keras_eql
     from keras_eql import data
 
     if recipe not in RECIPES:
@@ -309,9 +348,13 @@ def train_and_evaluate(method, splits, class_counts, *, epochs, batch_size=128,
         else:
             optimizer = keras.optimizers.Adam(schedule)
         model.compile(optimizer, loss=loss, jit_compile=jit_compile)
+        keras_eql.attach(model)  # JAX: the statistics become model state; a no-op elsewhere
     callbacks = _loggers(loss, log_dir, class_counts, (x_test, y_test), csv_path=statistics_csv,
                          every_n_steps=max(1, steps_per_epoch // 4)) if log_dir else []
-    tf.random.set_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
     started = time.perf_counter()
     model.fit(image_dataset(x_train, y_train, batch_size, shuffle_seed=seed),
               epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)

@@ -190,3 +190,31 @@ def test_centre_sampling_assigns_locations_near_the_box_centre():
     assert np.all(np.abs(centres[positive] - 30.0) <= 1.5 * _detection.STRIDE)
     np.testing.assert_array_equal(location_boxes[0, positive], np.tile(boxes[0, 0], (positive.sum(), 1)))
     assert np.all(location_boxes[0, ~positive] == 0)
+
+
+def test_data_parallel_is_refused_under_tensorflow_with_a_pointer():
+    import _common
+
+    with pytest.raises(SystemExit, match="--strategy data_parallel is keras.distribution.DataParallel, "
+                                         "which Keras runs under KERAS_BACKEND=jax; under tensorflow "
+                                         "use --strategy mirrored"):
+        _common.resolve_strategy("data_parallel", True)
+
+
+def test_numpy_nms_selects_what_tensorflow_selects():
+    """`_detection.combined_nms` (the NMS off TensorFlow) against `tf.image.combined_non_max_suppression`."""
+    import tensorflow as tf
+
+    import _detection
+
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(-0.1, 1.0, size=(3, 40, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(0.05, 0.4, size=(3, 40, 2))], -1).astype(np.float32)
+    scores = rng.uniform(0, 1, size=(3, 40, 5)).astype(np.float32) ** 3
+    options = dict(max_output_size_per_class=6, max_total_size=20, iou_threshold=0.5, score_threshold=0.05)
+    expected = tf.image.combined_non_max_suppression(boxes[:, :, None, :], scores, clip_boxes=True, **options)
+    got = _detection.combined_nms(boxes, scores, **options)
+    np.testing.assert_array_equal(got[3], expected.valid_detections.numpy())
+    np.testing.assert_allclose(got[1], expected.nmsed_scores.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(got[2], expected.nmsed_classes.numpy())
+    np.testing.assert_allclose(got[0], expected.nmsed_boxes.numpy(), rtol=1e-6, atol=1e-7)
