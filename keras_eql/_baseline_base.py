@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
+from keras.src.backend.common.stateless_scope import StatelessScope
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 from keras.src.losses.loss import reduce_weighted_values
 
@@ -325,6 +326,38 @@ class CountingLoss(BaselineLoss, *_TRACKING_BASES):
         """Forget the counted samples (no-op for given counts)."""
         if self._counts is not None:
             self._counts.reset()
+
+    def stateless_call(self, counts_variables, y_true, y_pred, sample_weight=None):
+        """The loss and its updated counts as values, for a custom JAX training loop.
+
+        As `EqualizationLoss.stateless_call`: the counts are read from
+        `counts_variables` and their update is returned, not written; it is
+        made only when the loss is differentiated (`jax.value_and_grad(...,
+        has_aux=True)`), as in `fit`.
+
+        Args:
+            counts_variables: values of `loss.counts.variables`, in order.
+            y_true, y_pred, sample_weight: as for calling the loss.
+
+        Returns:
+            `(loss, counts_variables)`: the loss value and the new values.
+
+        Example:
+            >>> import jax, numpy as np, keras_eql  # doctest: +SKIP
+            >>> loss = keras_eql.SeesawLoss(num_classes=3)  # doctest: +SKIP
+            >>> state = [v.value for v in loss.counts.variables]  # doctest: +SKIP
+            >>> (value, state), grad = jax.value_and_grad(  # doctest: +SKIP
+            ...     lambda z: loss.stateless_call(state, np.array([0, 2]), z), has_aux=True
+            ... )(np.zeros((2, 3), "float32"))
+        """
+        if self._counts is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has no counts to update: pass "
+                "`num_classes` (counts given as an argument are not state).")
+        variables = list(self._counts.variables)
+        with StatelessScope(state_mapping=list(zip(variables, counts_variables))) as scope:
+            value = self(y_true, y_pred, sample_weight)
+        return value, [scope.get_current_value(v) for v in variables]
 
     # -- saving -------------------------------------------------------------
     def save_own_variables(self, store):

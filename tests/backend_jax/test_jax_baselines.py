@@ -140,6 +140,23 @@ def test_a_bad_label_gives_a_nan_step_that_counts_nothing():
     assert np.isnan(float(keras_eql.SeesawLoss()(dense, logits)))
 
 
+def test_a_custom_loop_counts_through_stateless_call(data):
+    loss = keras_eql.BalancedSoftmax(num_classes=NUM_CLASSES, ignore_class=-1)
+    state = [variable.value for variable in loss.counts.variables]
+    labels, logits = data["ignored"], data["logits"][:, :NUM_CLASSES]
+    step = jax.jit(jax.value_and_grad(lambda z, s: loss.stateless_call(s, labels, z),
+                                      has_aux=True))
+    for _ in range(2):
+        (value, state), _ = step(logits, state)
+    np.testing.assert_array_equal(np.asarray(state[0]), reference_counts(labels, 2))
+    assert loss.sample_counts().sum() == 0  # values returned, nothing written
+    assert float(loss.stateless_call(state, labels, logits)[0]) == pytest.approx(
+        float(keras_eql.BalancedSoftmax(class_counts=np.maximum(state[0], 1.0),
+                                        ignore_class=-1)(labels, logits)), rel=1e-6)
+    with pytest.raises(RuntimeError, match="outside both"):
+        jax.grad(lambda z: loss(labels, z))(logits)
+
+
 def test_static_checks_raise_as_under_tensorflow():
     loss = keras_eql.SeesawLoss(num_classes=NUM_CLASSES)
     with pytest.raises(ValueError, match="SeesawLoss 'seesaw_loss': logits have 4 class columns"):
