@@ -52,6 +52,11 @@ class SeesawLoss(CountingLoss):
     the global batch (summed over replicas), where mmdet under DDP keeps one
     set per GPU and never all-reduces it.
 
+    Under `KERAS_BACKEND=jax` the counts are model state once
+    `keras_eql.attach(model)` ran (forgotten, `fit()` raises before its
+    first step), added in the forward pass of each training step, with the
+    same step-`t` semantics; a custom loop uses `stateless_call`.
+
     Inputs:
         y_true: class ids, the logits' shape without the class axis:
             `0..C-1` (`0..C`, `C` background, with `objectness`); or dense
@@ -84,6 +89,8 @@ class SeesawLoss(CountingLoss):
         >>> loss = SeesawLoss()
         >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
         >>> model.compile("sgd", loss=loss, jit_compile=True)
+        >>> import keras_eql
+        >>> _ = keras_eql.attach(model)  # required under JAX, a no-op under TensorFlow
         >>> _ = model.fit(np.ones((16, 8)), np.arange(16) % 4, verbose=0)
         >>> loss.sample_counts().tolist()
         [4.0, 4.0, 4.0, 4.0]

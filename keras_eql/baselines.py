@@ -195,7 +195,8 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
     state, updated once per training step in the backward pass, summed over
     replicas, never moved by `evaluate()`; step `t` uses the counts of steps
     `0..t-1` (Seesaw, as mmdet, also adds step `t`'s batch), classes not seen
-    yet counting as 1 (step 0 is plain CE). For
+    yet counting as 1 (step 0 is plain CE). Under JAX online counts need
+    `keras_eql.attach(model)`, as `SeesawLoss`'s. For
     a model trained with plain CE use `logit_adjust` after training instead.
 
     Inputs:
