@@ -133,7 +133,7 @@ def seesaw_cross_entropy(labels, logits, *, class_counts, p=0.8, q=2.0, eps=1e-2
     """
     logits = _float32(logits)
     labels = ops.cast(labels, "int32")
-    target = ops.one_hot(labels, logits.shape[-1], dtype="float32")
+    target = _backend.one_hot(labels, logits.shape[-1])
     return _seesaw_rows(target, labels, logits, class_counts, p, q, eps)
 
 
@@ -363,7 +363,7 @@ def class_balanced_loss(targets, logits, *, class_weights, base="softmax", gamma
     class_weights = ops.stop_gradient(_float32(class_weights))
     targets = ops.convert_to_tensor(targets)
     if _is_integer(targets):
-        targets = ops.one_hot(targets, logits.shape[-1], dtype="float32")
+        targets = _backend.one_hot(targets, logits.shape[-1])
     targets = _float32(targets)
     if base == "softmax":
         losses = ops.categorical_crossentropy(targets, logits, from_logits=True)

@@ -21,6 +21,8 @@ every finite logit.
 
 from keras import backend, ops
 
+from keras_eql import _backend
+
 _MAPPINGS = ("sigmoid", "linear", "square", "sqrt")
 
 
@@ -36,7 +38,7 @@ def softmax_cross_entropy(targets, logits):
     """
     targets = ops.convert_to_tensor(targets)
     if "int" in backend.standardize_dtype(targets.dtype):
-        return ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        return _backend.sparse_softmax_cross_entropy(targets, logits)
     return ops.categorical_crossentropy(_float32(targets), logits, from_logits=True)
 
 

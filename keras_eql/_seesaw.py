@@ -157,9 +157,8 @@ class SeesawLoss(CountingLoss):
             class_counts=self._counts_with_batch(targets), p=self.p, q=self.q, eps=self.eps)
         if not self.objectness:
             return losses
-        objectness = ops.sparse_categorical_crossentropy(
-            ops.cast(ops.logical_not(foreground), "int32"), logits[..., num_classes:],
-            from_logits=True)
+        objectness = _backend.sparse_softmax_cross_entropy(
+            ops.cast(ops.logical_not(foreground), "int32"), logits[..., num_classes:])
         return objectness + ops.where(foreground, losses, ops.zeros_like(losses))
 
     def _counts_with_batch(self, targets):

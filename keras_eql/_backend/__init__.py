@@ -74,6 +74,33 @@ def sum_over_replicas(value):
     return value
 
 
+def one_hot(labels, depth):
+    """float32 one-hot rows of integer `labels`.
+
+    Under TensorFlow `tf.one_hot` on the labels' own integer type (Keras's
+    `ops.one_hot` casts them to int64 first; see `sparse_softmax_cross_entropy`).
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.one_hot(labels, depth, dtype=tf.float32)
+    return keras.ops.one_hot(labels, depth, dtype="float32")
+
+
+def sparse_softmax_cross_entropy(labels, logits):
+    """Softmax cross-entropy of integer `labels` `(...)` and `logits` `(..., C)`, per row.
+
+    Under TensorFlow the TF kernel on the labels' own integer type: Keras's
+    `ops.sparse_categorical_crossentropy` casts them to int64 first, which
+    makes XLA compare 64-bit ids against every column.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
 def is_symbolic(value):
     """Whether `value` is a traced tensor whose values are unknown now (no NumPy check possible)."""
     if isinstance(value, keras.KerasTensor):
