@@ -243,7 +243,7 @@ class BaselineLoss(keras.losses.Loss):
 class CountingLoss(BaselineLoss, *_TRACKING_BASES):
     """A baseline whose per-class sample counts are given or counted online.
 
-    With `given_counts` the loss is stateless. Otherwise a `ClassCounts` is
+    With `given_counts` the loss is stateless. Otherwise its counts are
     created (`keras_eql._backend.make_counts`: in the constructor when
     `num_classes` is given, else on the first call, which under TensorFlow
     also works under a `tf.distribute` strategy, or by `keras_eql.attach`
