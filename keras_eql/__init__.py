@@ -4,12 +4,12 @@ Gradient-driven losses for long-tailed recognition. Each loss keeps per-class
 accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
 
-Backends: everything under TensorFlow; the Equalization Losses and `attach`
-also under JAX, where `import keras_eql` does not import TensorFlow (see
-`keras_eql._backend`).
+Backends: everything under TensorFlow; under JAX, where `import keras_eql`
+does not import TensorFlow (see `keras_eql._backend`), everything but
+`GradientStatistics` and `validate_labels`.
 """
 
-from keras_eql import _backend, callbacks, metrics, plotting
+from keras_eql import _backend, baselines, callbacks, functional, layers, metrics, plotting, registry
 from keras_eql._backend import attach
 from keras_eql._base import EqualizationLoss
 from keras_eql.callbacks import GradientStatisticsLogger
@@ -24,50 +24,40 @@ from keras_eql.losses import (
 )
 from keras_eql.metrics import GroupedAccuracy, frequency_groups, grouped_coco_ap
 from keras_eql.plotting import plot_gradient_statistics, plot_ratio_history
+from keras_eql.baselines import (
+    EQLv1,
+    BalancedSoftmax,
+    ClassBalancedLoss,
+    LogitAdjustedLoss,
+    SeesawLoss,
+    class_balanced_weights,
+    logit_adjust,
+    seesaw_scores,
+)
+from keras_eql.functional import sigmoid_eql_scores
+from keras_eql.layers import CosineClassifier, SigmoidEQLScores
+from keras_eql.registry import available_losses, get
 
 # Written with TensorFlow (tf.custom_gradient, tf.distribute, tf.summary): under
 # another backend they are not imported, so that `import keras_eql` needs no
-# TensorFlow there (issue #16 ports them).
+# TensorFlow there. `GradientStatistics` (with `capture`, the statistics of a
+# loss written with `keras_eql.functional`) updates state from a backward
+# pass, which a JAX step cannot do; `validate_labels` reads TensorFlow datasets.
 _TENSORFLOW_ONLY = {
-    "baselines": "keras_eql.baselines",
-    "functional": "keras_eql.functional", "layers": "keras_eql.layers",
-    "registry": "keras_eql.registry",
     "GradientStatistics": "keras_eql._statistics", "validate_labels": "keras_eql._targets",
-    "EQLv1": "keras_eql.baselines", "BalancedSoftmax": "keras_eql.baselines",
-    "ClassBalancedLoss": "keras_eql.baselines", "LogitAdjustedLoss": "keras_eql.baselines",
-    "SeesawLoss": "keras_eql.baselines", "class_balanced_weights": "keras_eql.baselines",
-    "logit_adjust": "keras_eql.baselines", "seesaw_scores": "keras_eql.baselines",
-    "sigmoid_eql_scores": "keras_eql.functional",
-    "CosineClassifier": "keras_eql.layers", "SigmoidEQLScores": "keras_eql.layers",
-    "available_losses": "keras_eql.registry", "get": "keras_eql.registry",
 }
 
 if _backend.BACKEND == "tensorflow":
-    from keras_eql import baselines, functional, layers, registry  # noqa: F401
     from keras_eql._statistics import GradientStatistics
     from keras_eql._targets import validate_labels
-    from keras_eql.baselines import (
-        EQLv1,
-        BalancedSoftmax,
-        ClassBalancedLoss,
-        LogitAdjustedLoss,
-        SeesawLoss,
-        class_balanced_weights,
-        logit_adjust,
-        seesaw_scores,
-    )
-    from keras_eql.functional import sigmoid_eql_scores
-    from keras_eql.layers import CosineClassifier, SigmoidEQLScores
-    from keras_eql.registry import available_losses, get
 else:
     def __getattr__(name):
         if name in _TENSORFLOW_ONLY:
             raise AttributeError(
                 f"keras_eql.{name} ({_TENSORFLOW_ONLY[name]}) runs under "
                 f"KERAS_BACKEND=tensorflow only in this version, not under "
-                f"{_backend.BACKEND!r}; the Equalization Losses (SigmoidEQL, SoftmaxEQL, "
-                "EqualizedFocalLoss, EqualizedQualityFocalLoss, FocalSigmoidEQL) and "
-                "keras_eql.attach do (keras_eql issue #16).")
+                f"{_backend.BACKEND!r}; the losses, baselines, keras_eql.functional, "
+                "keras_eql.layers, keras_eql.get and keras_eql.attach do (keras_eql issue #16).")
         raise AttributeError(f"module 'keras_eql' has no attribute {name!r}")
 
 __version__ = "0.1.0"

@@ -5,22 +5,39 @@
 has one, `ignore_class` rows masked with Keras mask semantics; dense targets
 of the logits' shape) and leaves the row loss to its subclass.
 
-`ClassCounts` is the state of the losses driven by per-class sample counts
-(Seesaw, and Logit-Adjusted / Balanced Softmax without given priors). It
-follows `GradientStatistics`: a float32 `ON_WRITE` variable with
-`ONLY_FIRST_REPLICA` aggregation, filled in the backward pass of an identity
-on the logits (once per `tape.gradient`, so never by `evaluate()` or
-`predict()`), with the step's counts summed over replicas explicitly.
-`CountingLoss` owns it and makes it model state (`.keras`, `save_weights`,
-`tf.train.Checkpoint`).
+The losses driven by per-class sample counts (Seesaw, and Logit-Adjusted /
+Balanced Softmax without given priors) derive from `CountingLoss`, which
+owns the counts (`keras_eql._backend.make_counts`: a `tf.Variable` filled in
+the backward pass under TensorFlow, a Metric filled in the forward pass of a
+differentiated call under JAX; either way once per training step, never by
+`evaluate()` or `predict()`) and makes them model state (`.keras`,
+`save_weights`, `tf.train.Checkpoint`; under JAX after `keras_eql.attach`).
+
+Under TensorFlow the targets come from `keras_eql._targets` (eager errors,
+graph assertions, XLA verdicts); under JAX from `keras_eql._forward.prepare`
+(shape errors at once, a bad value makes the step's loss NaN, as under
+TensorFlow's XLA). The row losses are the same `keras.ops` code.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+from keras.src.backend.common.masking import get_keras_mask
+from keras.src.backend.common.stateless_scope import StatelessScope
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+from keras.src.losses.loss import reduce_weighted_values
 
-from keras_eql import _checks, _targets
-from keras_eql._statistics import _variable, all_reduce_sum, identity_with_backward_updates
+from keras_eql import _backend, _checks
+
+if _backend.FORWARD_STATISTICS:
+    _TRACKING_BASES = ()
+else:
+    import tensorflow as tf
+
+    from keras_eql import _targets
+
+    # The counts' `tf.Variable` is tracked through the loss (checkpoints).
+    _TRACKING_BASES = (tf.__internal__.tracking.AutoTrackable,)
 
 COUNTS_KEY = "class_counts"
 
@@ -82,8 +99,12 @@ class BaselineLoss(keras.losses.Loss):
                 f"{type(self).__name__} '{self.name}': logits have {num_classes} columns but {built_from}.")
 
     def _dense_checks(self, targets):
-        """Extra assertion ops on validated dense targets."""
+        """Extra assertion ops on validated dense targets (TensorFlow)."""
         return []
+
+    def _dense_ok(self, targets):
+        """Scalar bool: validated dense targets also pass `_dense_checks` (JAX), or None."""
+        return None
 
     def _row_loss(self, targets, labels, logits):
         """Per-row float32 loss `(...)`; `labels` is None for dense targets."""
@@ -93,12 +114,24 @@ class BaselineLoss(keras.losses.Loss):
         """Hook between validation and the loss (the counting losses capture here)."""
         return logits
 
+    def _updates_state(self):
+        """Whether a differentiated call updates state (`_forward_state()`) (JAX)."""
+        return False
+
+    def _forward_state(self):
+        """That state (None until it is built)."""
+        return None
+
     # -- Keras Loss API -----------------------------------------------------
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if _backend.FORWARD_STATISTICS:
+            return self._forward_call(y_true, y_pred, sample_weight)
         _targets.check_logits_dtype(type(self).__name__, y_pred)
         return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
+        if _backend.FORWARD_STATISTICS:
+            return self._forward_rows(y_true, y_pred)[0]
         label = type(self).__name__
         if y_pred.shape.rank is None or y_pred.shape[-1] is None:
             raise ValueError(f"{label}: the class axis of the logits must be static, got shape {y_pred.shape}.")
@@ -126,6 +159,80 @@ class BaselineLoss(keras.losses.Loss):
         losses = _targets.nan_unless(verdict.ok, losses)
         return _targets.mask_rows(losses, valid, y_pred.dtype)
 
+    # -- forward-statistics backends (JAX) ------------------------------------
+    def _class_columns(self, y_pred):
+        """C of logits `y_pred` (static class axis, enough columns), after `_classes_known`."""
+        label = type(self).__name__
+        if len(y_pred.shape) == 0 or y_pred.shape[-1] is None:
+            raise ValueError(f"{label}: the class axis of the logits must be static, got shape "
+                             f"{tuple(y_pred.shape)}.")
+        num_classes = y_pred.shape[-1] - self._extra_columns()
+        if num_classes < 1:
+            raise ValueError(
+                f"{label}: logits of shape {tuple(y_pred.shape)} leave no class columns "
+                f"({self._extra_columns()} extra columns expected).")
+        self._classes_known(num_classes)
+        return num_classes
+
+    def _forward_rows(self, y_true, y_pred):
+        """`(rows, valid, step_counts)` of one call, in `keras.ops`.
+
+        `rows` are in the loss's dtype, 0 on ignored rows and NaN on a step
+        with a bad label or dense target (as under TensorFlow's XLA);
+        `step_counts` are the `(C,)` class targets of the counted rows, 0 on
+        such a step.
+        """
+        from keras_eql import _forward
+
+        label = type(self).__name__
+        _checks.check_logits_dtype(label, y_pred)
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+        num_classes = self._class_columns(y_pred)
+        sparse = _forward._is_sparse(y_true, y_pred)
+        targets, valid, ok = _forward.prepare(
+            label, y_true, y_pred, num_classes=num_classes, ignore_class=self.ignore_class,
+            allow_background=self._allow_background, binary=self._binary_targets)
+        logits = y_pred
+        if valid is not None:
+            # Ignored rows: all-zero targets (as TensorFlow's), zero logits
+            # (their NaN/inf must not reach the gradient); masked below.
+            targets = ops.where(valid[..., None], targets, 0.0)
+            logits = ops.where(valid[..., None], y_pred, 0.0)
+        if not sparse:
+            dense_ok = self._dense_ok(targets)
+            if dense_ok is not None:
+                ok = ok & dense_ok
+        rows = self._row_loss(targets, None, ops.cast(logits, "float32"))
+        rows = ops.cast(ops.where(ok, rows, float("nan")), self.dtype)
+        if valid is not None:
+            rows = ops.where(valid, rows, 0.0)
+        class_targets = ops.reshape(targets[..., :num_classes], (-1, num_classes))
+        step_counts = ops.where(ok, ops.sum(ops.stop_gradient(class_targets), axis=0), 0.0)
+        return rows, valid, step_counts
+
+    def _forward_call(self, y_true, y_pred, sample_weight):
+        """`__call__` where state is updated in the forward pass (JAX)."""
+        input_mask = get_keras_mask(y_pred)
+        differentiated = self._updates_state() and _backend.being_differentiated(y_pred)
+        rows, valid, step_counts = self._forward_rows(y_true, y_pred)
+        state = self._forward_state()  # built by the first call when num_classes was None
+        if self._updates_state() and in_symbolic_scope():
+            # Keras's symbolic build: the last moment to say that `attach` is
+            # missing while the model still holds its variables.
+            state.check_attached()
+        mask = valid
+        if input_mask is not None:
+            mask = input_mask if mask is None else (ops.cast(input_mask, "bool") & mask)
+        value = reduce_weighted_values(rows, sample_weight=sample_weight, mask=mask,
+                                       reduction=self.reduction, dtype=self.dtype)
+        if self.reduction not in (None, "none") and len(value.shape):
+            value = ops.sum(value)  # Keras returns an empty batch unreduced; its loss is 0.
+        if differentiated:
+            # After the rows read the counts: step t uses those of steps 0..t-1.
+            state.add(step_counts)
+        return value
+
     def get_config(self):
         config = super().get_config()
         config.update(dtype=self._dtype_policy.name, ignore_class=self.ignore_class,
@@ -133,60 +240,14 @@ class BaselineLoss(keras.losses.Loss):
         return config
 
 
-class ClassCounts(tf.__internal__.tracking.AutoTrackable):
-    """Cumulative per-class sample counts, summed over replicas.
-
-    Args:
-        num_classes: number of classes `C`.
-        name: prefix of the variable name.
-    """
-
-    def __init__(self, num_classes, *, name):
-        self.num_classes = int(num_classes)
-        self.counts = _variable(
-            np.zeros([self.num_classes], np.float32), f"{name}/{COUNTS_KEY}",
-            tf.VariableSynchronization.ON_WRITE)
-
-    def numpy(self):
-        return np.asarray(self.counts.numpy())
-
-    def reset(self):
-        self.counts.assign(np.zeros([self.num_classes], np.float32))
-
-    def assign(self, counts):
-        self.counts.assign(np.asarray(counts, np.float32))
-
-    def capture(self, logits, class_targets, labels_ok=True):
-        """Identity on `logits` whose backward pass adds this step's counts.
-
-        Args:
-            logits: the loss's logits.
-            class_targets: `(..., C)` float targets of the counted rows (zero
-                rows for background and ignored rows; soft targets count
-                fractionally).
-            labels_ok: scalar bool; False (a bad label under XLA) adds nothing.
-
-        Returns:
-            `logits`, unchanged; its gradient passes through unchanged.
-        """
-        class_targets = tf.stop_gradient(tf.cast(class_targets, tf.float32))
-
-        def updates_for(upstream):
-            local = tf.reduce_sum(tf.reshape(class_targets, [-1, self.num_classes]), axis=0)
-            local = tf.where(labels_ok, local, 0.0)
-            (step_counts,) = all_reduce_sum(local)
-            return [self.counts.assign_add(step_counts)]
-
-        return identity_with_backward_updates(logits, updates_for)
-
-
-class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
+class CountingLoss(BaselineLoss, *_TRACKING_BASES):
     """A baseline whose per-class sample counts are given or counted online.
 
-    With `given_counts` the loss is stateless. Otherwise a `ClassCounts` is
-    created (in the constructor when `num_classes` is given, else on the first
-    call with a callable initial value, which also works under a
-    `tf.distribute` strategy) and updated once per training step. Step `t`
+    With `given_counts` the loss is stateless. Otherwise its counts are
+    created (`keras_eql._backend.make_counts`: in the constructor when
+    `num_classes` is given, else on the first call, which under TensorFlow
+    also works under a `tf.distribute` strategy, or by `keras_eql.attach`
+    under JAX) and updated once per training step. Step `t`
     uses the counts of steps `0..t-1`, exactly like the EQL statistics (Seesaw
     adds step `t`'s own batch on top, as mmdet does).
     """
@@ -209,7 +270,7 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
 
     def _build(self, num_classes):
         self.num_classes = int(num_classes)
-        self._counts = ClassCounts(self.num_classes, name=self.name)
+        self._counts = _backend.make_counts(self.num_classes, name=self.name)
 
     def _classes_known(self, num_classes):
         label = type(self).__name__
@@ -219,7 +280,7 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
             raise ValueError(
                 f"{label} '{self.name}': logits have {num_classes} class columns but the "
                 f"loss has {self.num_classes} classes. Use one loss instance per head.")
-        if self._counts is not None:
+        if self._counts is not None and not _backend.FORWARD_STATISTICS:
             context = tf.distribute.get_replica_context()
             synced = context is not None and context.num_replicas_in_sync > 1
             if synced and not isinstance(self._counts.counts, tf.distribute.DistributedValues):
@@ -234,15 +295,21 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
         return self._counts.capture(logits, targets[..., : self.num_classes],
                                     tf.stop_gradient(labels_ok))
 
+    def _updates_state(self):
+        return self._given_counts is None and self.update_counts
+
+    def _forward_state(self):
+        return self._counts
+
     def _counts_tensor(self):
         """The counts step `t` uses: given, or accumulated up to step `t-1`."""
         if self._given_counts is not None:
-            return tf.constant(self._given_counts, tf.float32)
-        return tf.stop_gradient(tf.convert_to_tensor(self._counts.counts))
+            return ops.convert_to_tensor(np.asarray(self._given_counts, np.float32))
+        return self._counts.read()
 
     @property
     def counts(self):
-        """The `ClassCounts` state (None for given counts or before the first call)."""
+        """The counts' state (None for given counts or before the first call)."""
         return self._counts
 
     def sample_counts(self):
@@ -259,6 +326,38 @@ class CountingLoss(BaselineLoss, tf.__internal__.tracking.AutoTrackable):
         """Forget the counted samples (no-op for given counts)."""
         if self._counts is not None:
             self._counts.reset()
+
+    def stateless_call(self, counts_variables, y_true, y_pred, sample_weight=None):
+        """The loss and its updated counts as values, for a custom JAX training loop.
+
+        As `EqualizationLoss.stateless_call`: the counts are read from
+        `counts_variables` and their update is returned, not written; it is
+        made only when the loss is differentiated (`jax.value_and_grad(...,
+        has_aux=True)`), as in `fit`.
+
+        Args:
+            counts_variables: values of `loss.counts.variables`, in order.
+            y_true, y_pred, sample_weight: as for calling the loss.
+
+        Returns:
+            `(loss, counts_variables)`: the loss value and the new values.
+
+        Example:
+            >>> import jax, numpy as np, keras_eql  # doctest: +SKIP
+            >>> loss = keras_eql.SeesawLoss(num_classes=3)  # doctest: +SKIP
+            >>> state = [v.value for v in loss.counts.variables]  # doctest: +SKIP
+            >>> (value, state), grad = jax.value_and_grad(  # doctest: +SKIP
+            ...     lambda z: loss.stateless_call(state, np.array([0, 2]), z), has_aux=True
+            ... )(np.zeros((2, 3), "float32"))
+        """
+        if self._counts is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has no counts to update: pass "
+                "`num_classes` (counts given as an argument are not state).")
+        variables = list(self._counts.variables)
+        with StatelessScope(state_mapping=list(zip(variables, counts_variables))) as scope:
+            value = self(y_true, y_pred, sample_weight)
+        return value, [scope.get_current_value(v) for v in variables]
 
     # -- saving -------------------------------------------------------------
     def save_own_variables(self, store):

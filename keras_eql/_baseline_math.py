@@ -6,23 +6,27 @@ priors, class weights), returning an unreduced loss. Everything is computed in
 log space, so the losses and their gradients stay finite for every finite
 logit, and nothing depends on data-dependent shapes (XLA-safe).
 Hyper-parameters are keyword-only.
+
+Written in `keras.ops`, for every Keras backend; under TensorFlow they build
+the TF kernels they were written with (`tf.nn.softmax_cross_entropy_with_logits`
+and its sparse and sigmoid twins).
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import backend, ops
+
+from keras_eql import _backend
+from keras_eql._rows import softmax_cross_entropy as _cross_entropy
 
 CLASS_BALANCED_BASES = ("softmax", "sigmoid", "focal")
 
 
 def _float32(x):
-    return tf.cast(x, tf.float32)
+    return ops.cast(x, "float32")
 
 
-def _cross_entropy(targets, logits):
-    """Softmax cross-entropy from integer ids `(...)` or a distribution `(..., C)`."""
-    if targets.dtype.is_integer:
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return tf.nn.softmax_cross_entropy_with_logits(labels=_float32(targets), logits=logits)
+def _is_integer(x):
+    return "int" in backend.standardize_dtype(x.dtype)
 
 
 def positive_vector(owner, name, values, *, allow_zero=False, maximum=None):
@@ -73,21 +77,23 @@ def eql_v1(targets, logits, *, rare_mask):
         float32 tensor `(..., C)`.
 
     Example:
-        >>> y = tf.constant([[1.0, 0.0], [0.0, 0.0]])
-        >>> z = tf.zeros([2, 2])
-        >>> eql_v1(y, z, rare_mask=[False, True]).numpy().astype(float).round(4).tolist()
+        >>> import numpy as np
+        >>> y = np.array([[1.0, 0.0], [0.0, 0.0]])
+        >>> z = np.zeros((2, 2))
+        >>> loss = ops.convert_to_numpy(eql_v1(y, z, rare_mask=[False, True]))
+        >>> loss.astype(float).round(4).tolist()
         [[0.6931, 0.0], [0.6931, 0.6931]]
     """
     targets, logits = _float32(targets), _float32(logits)
-    rare = tf.stop_gradient(_float32(rare_mask))
-    foreground = tf.cast(tf.reduce_max(targets, axis=-1, keepdims=True) > 0.0, tf.float32)
+    rare = ops.stop_gradient(_float32(rare_mask))
+    foreground = ops.cast(ops.max(targets, axis=-1, keepdims=True) > 0.0, "float32")
     weights = 1.0 - foreground * rare * (1.0 - targets)
-    return weights * tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    return weights * ops.binary_crossentropy(targets, logits, from_logits=True)
 
 
 def _log_counts(class_counts):
     # Classes not seen yet count as one sample (mmdet's `clamp(min=1)`).
-    return tf.math.log(tf.maximum(tf.stop_gradient(_float32(class_counts)), 1.0))
+    return ops.log(ops.maximum(ops.stop_gradient(_float32(class_counts)), 1.0))
 
 
 def seesaw_cross_entropy(labels, logits, *, class_counts, p=0.8, q=2.0, eps=1e-2):
@@ -117,25 +123,31 @@ def seesaw_cross_entropy(labels, logits, *, class_counts, p=0.8, q=2.0, eps=1e-2
         float32 tensor `(...)`.
 
     Example:
-        >>> z = tf.constant([[2.0, 0.0, 0.0]])
-        >>> loss = seesaw_cross_entropy(tf.constant([0]), z,
+        >>> import numpy as np
+        >>> z = np.array([[2.0, 0.0, 0.0]])
+        >>> loss = seesaw_cross_entropy(np.array([0]), z,
         ...                             class_counts=[100.0, 1.0, 100.0])
-        >>> float(loss[0]) < float(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        ...     labels=[0], logits=z)[0])
+        >>> float(loss[0]) < float(ops.sparse_categorical_crossentropy(
+        ...     np.array([0]), z, from_logits=True)[0])
         True
     """
     logits = _float32(logits)
-    labels = tf.cast(labels, tf.int32)
-    target = tf.one_hot(labels, logits.shape[-1], dtype=tf.float32)
+    labels = ops.cast(labels, "int32")
+    target = _backend.one_hot(labels, logits.shape[-1])
+    return _seesaw_rows(target, labels, logits, class_counts, p, q, eps)
+
+
+def _seesaw_rows(target, labels, logits, class_counts, p, q, eps):
+    """`seesaw_cross_entropy` from one-hot `target` rows (and their ids, or None)."""
     log_counts = _log_counts(class_counts)
-    own_log_count = tf.reduce_sum(target * log_counts, axis=-1, keepdims=True)
-    log_mitigation = p * tf.minimum(log_counts - own_log_count, 0.0)
-    log_scores = tf.nn.log_softmax(tf.stop_gradient(logits), axis=-1)
-    own_log_score = tf.reduce_sum(target * log_scores, axis=-1, keepdims=True)
-    own_log_score = tf.maximum(own_log_score, float(np.log(eps)))
-    log_compensation = q * tf.maximum(log_scores - own_log_score, 0.0)
+    own_log_count = ops.sum(target * log_counts, axis=-1, keepdims=True)
+    log_mitigation = p * ops.minimum(log_counts - own_log_count, 0.0)
+    log_scores = ops.log_softmax(ops.stop_gradient(logits), axis=-1)
+    own_log_score = ops.sum(target * log_scores, axis=-1, keepdims=True)
+    own_log_score = ops.maximum(own_log_score, float(np.log(eps)))
+    log_compensation = q * ops.maximum(log_scores - own_log_score, 0.0)
     adjusted = logits + (1.0 - target) * (log_mitigation + log_compensation)
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=adjusted)
+    return _cross_entropy(target if labels is None else labels, adjusted)
 
 
 def seesaw_scores(logits, *, objectness=True):
@@ -154,14 +166,15 @@ def seesaw_scores(logits, *, objectness=True):
         Tensor `(..., C + 1)` (or `(..., C)`).
 
     Example:
-        >>> seesaw_scores(tf.zeros([1, 4])).numpy().tolist()
+        >>> import numpy as np
+        >>> ops.convert_to_numpy(seesaw_scores(np.zeros((1, 4), "float32"))).tolist()
         [[0.25, 0.25, 0.5]]
     """
     if not objectness:
-        return tf.nn.softmax(logits, axis=-1)
-    object_probabilities = tf.nn.softmax(logits[..., -2:], axis=-1)
-    classes = tf.nn.softmax(logits[..., :-2], axis=-1) * object_probabilities[..., :1]
-    return tf.concat([classes, object_probabilities[..., 1:]], axis=-1)
+        return ops.softmax(logits, axis=-1)
+    object_probabilities = ops.softmax(logits[..., -2:], axis=-1)
+    classes = ops.softmax(logits[..., :-2], axis=-1) * object_probabilities[..., :1]
+    return ops.concatenate([classes, object_probabilities[..., 1:]], axis=-1)
 
 
 def logit_adjust(logits, *, class_priors, tau=1.0):
@@ -185,19 +198,21 @@ def logit_adjust(logits, *, class_priors, tau=1.0):
             priors differs from the number of logit columns.
 
     Example:
-        >>> z = tf.constant([[1.0, 0.5]])
-        >>> int(tf.argmax(logit_adjust(z, class_priors=[0.9, 0.1]), -1)[0])
+        >>> import numpy as np
+        >>> z = np.array([[1.0, 0.5]], "float32")
+        >>> int(ops.argmax(logit_adjust(z, class_priors=[0.9, 0.1]), -1)[0])
         1
     """
-    if not tf.is_symbolic_tensor(class_priors):
+    logits = ops.convert_to_tensor(logits)
+    if not _backend.is_symbolic(class_priors):
         class_priors = positive_vector("logit_adjust", "class_priors", class_priors)
         width = logits.shape[-1]
         if width is not None and class_priors.shape[0] != width:
             raise ValueError(
                 f"logit_adjust: {class_priors.shape[0]} class_priors for logits with "
                 f"{width} columns (shape {logits.shape}).")
-    log_priors = tf.math.log(tf.cast(class_priors, logits.dtype))
-    return logits - tf.cast(tau, logits.dtype) * log_priors
+    log_priors = ops.log(ops.cast(class_priors, logits.dtype))
+    return logits - ops.cast(tau, logits.dtype) * log_priors
 
 
 def logit_adjusted_cross_entropy(targets, logits, *, class_priors, tau=1.0):
@@ -217,14 +232,15 @@ def logit_adjusted_cross_entropy(targets, logits, *, class_priors, tau=1.0):
         float32 tensor `(...)`.
 
     Example:
-        >>> z = tf.zeros([1, 2])
-        >>> loss = logit_adjusted_cross_entropy(tf.constant([1]), z,
+        >>> import numpy as np
+        >>> z = np.zeros((1, 2))
+        >>> loss = logit_adjusted_cross_entropy(np.array([1]), z,
         ...                                     class_priors=[0.5, 0.5])
         >>> round(float(loss[0]), 4)
         0.6931
     """
     logits = _float32(logits)
-    log_priors = tf.math.log(tf.stop_gradient(_float32(class_priors)))
+    log_priors = ops.log(ops.stop_gradient(_float32(class_priors)))
     return _cross_entropy(targets, logits + tau * log_priors)
 
 
@@ -243,8 +259,9 @@ def balanced_softmax_cross_entropy(targets, logits, *, class_counts):
         float32 tensor `(...)`.
 
     Example:
-        >>> z = tf.constant([[0.0, 0.0]])
-        >>> loss = balanced_softmax_cross_entropy(tf.constant([0]), z,
+        >>> import numpy as np
+        >>> z = np.zeros((1, 2))
+        >>> loss = balanced_softmax_cross_entropy(np.array([0]), z,
         ...                                       class_counts=[3.0, 1.0])
         >>> round(float(loss[0]), 4)  # -log(3 / 4)
         0.2877
@@ -301,14 +318,15 @@ def sigmoid_focal_cross_entropy(targets, logits, *, gamma=2.0):
         float32 tensor `(..., C)`.
 
     Example:
-        >>> y, z = tf.constant([[1.0]]), tf.constant([[0.0]])
+        >>> import numpy as np
+        >>> y, z = np.array([[1.0]]), np.array([[0.0]])
         >>> round(float(sigmoid_focal_cross_entropy(y, z)[0, 0]), 4)  # 0.25 log 2
         0.1733
     """
     targets, logits = _float32(targets), _float32(logits)
     signed_logits = (2.0 * targets - 1.0) * logits
-    modulating = tf.exp(gamma * tf.math.log_sigmoid(-signed_logits))
-    return -modulating * tf.math.log_sigmoid(signed_logits)
+    modulating = ops.exp(gamma * ops.log_sigmoid(-signed_logits))
+    return -modulating * ops.log_sigmoid(signed_logits)
 
 
 def class_balanced_loss(targets, logits, *, class_weights, base="softmax", gamma=2.0):
@@ -331,8 +349,9 @@ def class_balanced_loss(targets, logits, *, class_weights, base="softmax", gamma
         float32 tensor `(...)`.
 
     Example:
-        >>> y = tf.constant([[1.0, 0.0]])
-        >>> loss = class_balanced_loss(y, tf.zeros([1, 2]),
+        >>> import numpy as np
+        >>> y = np.array([[1.0, 0.0]])
+        >>> loss = class_balanced_loss(y, np.zeros((1, 2)),
         ...                            class_weights=[0.5, 1.5], base="sigmoid")
         >>> round(float(loss[0]), 4)  # 0.5 * 2 log 2
         0.6931
@@ -341,18 +360,18 @@ def class_balanced_loss(targets, logits, *, class_weights, base="softmax", gamma
         raise ValueError(
             f"class_balanced_loss: unknown base={base!r}; expected one of {CLASS_BALANCED_BASES}.")
     logits = _float32(logits)
-    class_weights = tf.stop_gradient(_float32(class_weights))
-    if targets.dtype.is_integer:
-        targets = tf.one_hot(targets, logits.shape[-1], dtype=tf.float32)
+    class_weights = ops.stop_gradient(_float32(class_weights))
+    targets = ops.convert_to_tensor(targets)
+    if _is_integer(targets):
+        targets = _backend.one_hot(targets, logits.shape[-1])
     targets = _float32(targets)
     if base == "softmax":
-        losses = tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        losses = ops.categorical_crossentropy(targets, logits, from_logits=True)
     elif base == "sigmoid":
-        losses = tf.reduce_sum(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
+        losses = ops.sum(ops.binary_crossentropy(targets, logits, from_logits=True), axis=-1)
     else:
-        losses = tf.reduce_sum(sigmoid_focal_cross_entropy(targets, logits, gamma=gamma), axis=-1)
-    mass = tf.reduce_sum(targets, axis=-1)
-    weighted = tf.reduce_sum(targets * class_weights, axis=-1)
-    row_weights = tf.where(mass > 0.0, tf.math.divide_no_nan(weighted, mass), 1.0)
+        losses = ops.sum(sigmoid_focal_cross_entropy(targets, logits, gamma=gamma), axis=-1)
+    mass = ops.sum(targets, axis=-1)
+    weighted = ops.sum(targets * class_weights, axis=-1)
+    row_weights = ops.where(mass > 0.0, ops.divide_no_nan(weighted, mass), 1.0)
     return row_weights * losses

@@ -19,13 +19,27 @@ or Sigmoid-EQL's per-sample row weights). The formulas are those of
 every finite logit.
 """
 
-from keras import ops
+from keras import backend, ops
+
+from keras_eql import _backend
 
 _MAPPINGS = ("sigmoid", "linear", "square", "sqrt")
 
 
 def _float32(x):
     return ops.cast(x, "float32")
+
+
+def softmax_cross_entropy(targets, logits):
+    """Per-row softmax cross-entropy of class ids `(...)` or a distribution `(..., C)`.
+
+    Under TensorFlow it is `tf.nn.(sparse_)softmax_cross_entropy_with_logits`
+    (`keras_eql.functional.softmax_eql` and the baselines' math use it).
+    """
+    targets = ops.convert_to_tensor(targets)
+    if "int" in backend.standardize_dtype(targets.dtype):
+        return _backend.sparse_softmax_cross_entropy(targets, logits)
+    return ops.categorical_crossentropy(_float32(targets), logits, from_logits=True)
 
 
 def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",

@@ -1,12 +1,16 @@
 """`SeesawLoss`: Seesaw Loss (Wang et al., CVPR 2021) with counts as model state."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from keras_eql import _baseline_math, _targets
+from keras_eql import _backend, _baseline_math
 from keras_eql._baseline_base import CountingLoss
-from keras_eql._statistics import all_reduce_sum
 from keras_eql._checks import check_hyperparameter
+
+if not _backend.FORWARD_STATISTICS:
+    import tensorflow as tf
+
+    from keras_eql import _targets
 
 
 @keras.saving.register_keras_serializable(package="keras_eql")
@@ -48,6 +52,11 @@ class SeesawLoss(CountingLoss):
     the global batch (summed over replicas), where mmdet under DDP keeps one
     set per GPU and never all-reduces it.
 
+    Under `KERAS_BACKEND=jax` the counts are model state once
+    `keras_eql.attach(model)` ran (forgotten, `fit()` raises before its
+    first step), added in the forward pass of each training step, with the
+    same step-`t` semantics; a custom loop uses `stateless_call`.
+
     Inputs:
         y_true: class ids, the logits' shape without the class axis:
             `0..C-1` (`0..C`, `C` background, with `objectness`); or dense
@@ -80,6 +89,8 @@ class SeesawLoss(CountingLoss):
         >>> loss = SeesawLoss()
         >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
         >>> model.compile("sgd", loss=loss, jit_compile=True)
+        >>> import keras_eql
+        >>> _ = keras_eql.attach(model)  # required under JAX, a no-op under TensorFlow
         >>> _ = model.fit(np.ones((16, 8)), np.arange(16) % 4, verbose=0)
         >>> loss.sample_counts().tolist()
         [4.0, 4.0, 4.0, 4.0]
@@ -104,21 +115,32 @@ class SeesawLoss(CountingLoss):
     def _extra_columns(self):
         return 2 if self.objectness else 0
 
-    def _dense_checks(self, targets):
-        # Seesaw indexes its factors by the target class: rows must be one-hot.
-        label = type(self).__name__
-        positives = tf.reduce_sum(targets[..., : self.num_classes], axis=-1)
+    def _one_hot_rows(self, targets):
+        """`(positives, ok)`: each dense row's class positives, and whether the row is valid.
+
+        Seesaw indexes its factors by the target class: rows must be one-hot
+        (with `objectness`: one-hot and `[1, 0]`, or all-zero and `[0, 1]`).
+        """
+        positives = ops.sum(targets[..., : self.num_classes], axis=-1)
         if not self.objectness:
-            ok = tf.equal(positives, 1.0)
-            message = "a dense target row has {} positives; expected exactly one (one-hot)."
-            return _targets.raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
-                                      _targets.first_failure(positives, ok))
+            return positives, positives == 1.0
         objectness = targets[..., self.num_classes:]
-        ok = (positives <= 1.0) & tf.equal(objectness[..., 0], positives) & tf.equal(
-            objectness[..., 1], 1.0 - positives)
-        message = ("a dense target row has {} class positives or an objectness pair that "
-                   "disagrees; expected a one-hot class row with [1, 0] objectness, or "
-                   "an all-zero class row with [0, 1] (background).")
+        ok = ((positives <= 1.0) & (objectness[..., 0] == positives)
+              & (objectness[..., 1] == 1.0 - positives))
+        return positives, ok
+
+    def _dense_ok(self, targets):
+        return ops.all(self._one_hot_rows(targets)[1])
+
+    def _dense_checks(self, targets):
+        label = type(self).__name__
+        positives, ok = self._one_hot_rows(targets)
+        if not self.objectness:
+            message = "a dense target row has {} positives; expected exactly one (one-hot)."
+        else:
+            message = ("a dense target row has {} class positives or an objectness pair that "
+                       "disagrees; expected a one-hot class row with [1, 0] objectness, or "
+                       "an all-zero class row with [0, 1] (background).")
         return _targets.raise_if(label, tf.logical_not(tf.reduce_all(ok)), message,
                                   _targets.first_failure(positives, ok))
 
@@ -126,26 +148,25 @@ class SeesawLoss(CountingLoss):
         num_classes = self.num_classes
         if labels is None:
             class_targets = targets[..., :num_classes]
-            labels = tf.where(tf.reduce_sum(class_targets, axis=-1) > 0.0,
-                              tf.argmax(class_targets, axis=-1, output_type=tf.int32),
-                              num_classes)
+            labels = ops.where(ops.sum(class_targets, axis=-1) > 0.0,
+                               ops.cast(ops.argmax(class_targets, axis=-1), "int32"),
+                               num_classes)
         foreground = labels < num_classes
         losses = _baseline_math.seesaw_cross_entropy(
-            tf.where(foreground, labels, 0), logits[..., :num_classes],
+            ops.where(foreground, labels, 0), logits[..., :num_classes],
             class_counts=self._counts_with_batch(targets), p=self.p, q=self.q, eps=self.eps)
         if not self.objectness:
             return losses
-        objectness = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(tf.logical_not(foreground), tf.int32),
-            logits=logits[..., num_classes:])
-        return objectness + tf.where(foreground, losses, tf.zeros_like(losses))
+        objectness = _backend.sparse_softmax_cross_entropy(
+            ops.cast(ops.logical_not(foreground), "int32"), logits[..., num_classes:])
+        return objectness + ops.where(foreground, losses, ops.zeros_like(losses))
 
     def _counts_with_batch(self, targets):
         """Stored counts plus this global batch's (ignored and background rows are zero rows)."""
-        class_targets = tf.reshape(tf.cast(targets[..., : self.num_classes], tf.float32),
-                                   [-1, self.num_classes])
-        (batch_counts,) = all_reduce_sum(tf.reduce_sum(class_targets, axis=0))
-        return self._counts_tensor() + tf.stop_gradient(batch_counts)
+        class_targets = ops.reshape(ops.cast(targets[..., : self.num_classes], "float32"),
+                                    (-1, self.num_classes))
+        batch_counts = _backend.sum_over_replicas(ops.sum(class_targets, axis=0))
+        return self._counts_tensor() + ops.stop_gradient(batch_counts)
 
     def get_config(self):
         config = super().get_config()

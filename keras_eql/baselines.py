@@ -24,10 +24,10 @@ them by name.
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_eql import _baseline_math
-from keras_eql._baseline_base import BaselineLoss, ClassCounts, CountingLoss
+from keras_eql import _backend, _baseline_math
+from keras_eql._baseline_base import BaselineLoss, CountingLoss
 from keras_eql._baseline_math import (
     balanced_softmax_cross_entropy,
     class_balanced_loss,
@@ -43,10 +43,12 @@ from keras_eql._baseline_math import (
 from keras_eql._seesaw import SeesawLoss
 from keras_eql._checks import check_hyperparameter
 
+if _backend.BACKEND == "tensorflow":
+    from keras_eql._backend.tensorflow_counts import ClassCounts  # noqa: F401
+
 __all__ = [
     "BalancedSoftmax",
     "ClassBalancedLoss",
-    "ClassCounts",
     "EQLv1",
     "LogitAdjustedLoss",
     "SeesawLoss",
@@ -60,6 +62,8 @@ __all__ = [
     "seesaw_scores",
     "sigmoid_focal_cross_entropy",
 ]
+if _backend.BACKEND == "tensorflow":
+    __all__.append("ClassCounts")
 
 _register = keras.saving.register_keras_serializable(package="keras_eql")
 
@@ -156,7 +160,7 @@ class EQLv1(BaselineLoss):
             f"the rare-class mask has {self._rare.size} classes (EQL v1 takes C logits, no objectness column)")
 
     def _row_loss(self, targets, labels, logits):
-        return tf.reduce_sum(eql_v1(targets, logits, rare_mask=self._rare), axis=-1)
+        return ops.sum(eql_v1(targets, logits, rare_mask=self._rare), axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -172,10 +176,10 @@ class _PriorAdjustedLoss(CountingLoss):
 
     def _row_loss(self, targets, labels, logits):
         if self._given_counts is not None:
-            priors = tf.constant(self._given_counts, tf.float32)
+            priors = self._counts_tensor()
         else:
             # Classes not seen yet count as one sample: every log-prior is finite.
-            priors = tf.maximum(self._counts_tensor(), 1.0)
+            priors = ops.maximum(self._counts_tensor(), 1.0)
         return logit_adjusted_cross_entropy(
             labels if labels is not None else targets, logits, class_priors=priors, tau=self._tau)
 
@@ -191,7 +195,8 @@ class LogitAdjustedLoss(_PriorAdjustedLoss):
     state, updated once per training step in the backward pass, summed over
     replicas, never moved by `evaluate()`; step `t` uses the counts of steps
     `0..t-1` (Seesaw, as mmdet, also adds step `t`'s batch), classes not seen
-    yet counting as 1 (step 0 is plain CE). For
+    yet counting as 1 (step 0 is plain CE). Under JAX online counts need
+    `keras_eql.attach(model)`, as `SeesawLoss`'s. For
     a model trained with plain CE use `logit_adjust` after training instead.
 
     Inputs:

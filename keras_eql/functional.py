@@ -10,9 +10,22 @@ keep their own statistics. The `keras.losses.Loss` classes in
 All computations are in log space (`log_sigmoid`, `softplus`,
 `logsumexp`), so the loss and its gradient stay finite for any finite
 logit. Hyper-parameters are keyword-only.
+
+Written in `keras.ops`: the same functions run under every Keras backend
+(under TensorFlow they build the same TF kernels, e.g.
+`tf.nn.sigmoid_cross_entropy_with_logits`) and take NumPy arrays or the
+backend's tensors.
+
+Custom loops that want these losses' statistics use
+`GradientStatistics.capture` under TensorFlow; it is TensorFlow-only (see
+`keras_eql._statistics`): its sums come from the backward pass, which a
+JAX function cannot write state from, and computing them in the forward
+pass would need the gradient of whatever reduces the returned elements,
+which these functions do not know. Under JAX the loss classes compute
+their statistics analytically (`keras_eql._forward`).
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_eql import _rows
 
@@ -28,7 +41,12 @@ __all__ = [
 
 
 def _float32(x):
-    return tf.cast(x, tf.float32)
+    return ops.cast(x, "float32")
+
+
+def _bce(targets, logits):
+    """Element-wise sigmoid cross-entropy (TF: `sigmoid_cross_entropy_with_logits`)."""
+    return ops.binary_crossentropy(targets, logits, from_logits=True)
 
 
 def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",
@@ -60,10 +78,11 @@ def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoi
         A tuple `(positive_weights, negative_weights)`, each of shape `(C,)`.
 
     Example:
-        >>> q, r = sigmoid_eql_weights(tf.constant([100.0, 0.0]))
+        >>> import numpy as np
+        >>> q, r = sigmoid_eql_weights(np.array([100.0, 0.0]))
         >>> [round(float(v), 4) for v in r]
         [1.0, 0.0001]
-        >>> q, r = sigmoid_eql_weights(tf.constant([0.0]), reweight_negatives=False)
+        >>> q, r = sigmoid_eql_weights(np.array([0.0]), reweight_negatives=False)
         >>> [round(float(q[0]), 4), float(r[0])]
         [4.9997, 1.0]
     """
@@ -106,11 +125,12 @@ def sigmoid_eql(
         float32 tensor `(..., K)`: the weighted binary cross-entropy.
 
     Example:
-        >>> y = tf.constant([[1.0, 0.0]])
-        >>> z = tf.constant([[2.0, -1.0]])
-        >>> loss = sigmoid_eql(y, z, ratio=tf.constant([100.0, 100.0]))
-        >>> loss.shape
-        TensorShape([1, 2])
+        >>> import numpy as np
+        >>> y = np.array([[1.0, 0.0]])
+        >>> z = np.array([[2.0, -1.0]])
+        >>> loss = sigmoid_eql(y, z, ratio=np.array([100.0, 100.0]))
+        >>> tuple(loss.shape)
+        (1, 2)
     """
     targets, logits = _float32(targets), _float32(logits)
     positive_weights, negative_weights = sigmoid_eql_weights(
@@ -118,12 +138,11 @@ def sigmoid_eql(
         reweight_negatives=reweight_negatives, reweight_positives=reweight_positives,
     )
     if objectness:
-        one = tf.ones([1], tf.float32)
-        positive_weights = tf.concat([positive_weights, one], 0)
-        negative_weights = tf.concat([negative_weights, one], 0)
+        one = ops.ones((1,), "float32")
+        positive_weights = ops.concatenate([positive_weights, one], 0)
+        negative_weights = ops.concatenate([negative_weights, one], 0)
     weights = targets * positive_weights + (1.0 - targets) * negative_weights
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
-    return weights * bce
+    return weights * _bce(targets, logits)
 
 
 def sigmoid_eql_scores(logits, *, objectness=True):
@@ -142,14 +161,16 @@ def sigmoid_eql_scores(logits, *, objectness=True):
         Tensor of the logits' shape and dtype.
 
     Example:
-        >>> sigmoid_eql_scores(tf.constant([[0.0, 0.0]])).numpy().tolist()
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(sigmoid_eql_scores(np.zeros((1, 2), "float32"))).tolist()
         [[0.25, 0.5]]
     """
-    probabilities = tf.sigmoid(logits)
+    probabilities = ops.sigmoid(logits)
     if not objectness:
         return probabilities
     background = probabilities[..., -1:]
-    return tf.concat(
+    return ops.concatenate(
         [probabilities[..., :-1] * (1.0 - background), background], axis=-1
     )
 
@@ -159,10 +180,7 @@ def _focal_factors(ratio, gamma, scale, focusing_factor=True, weighting_factor=T
 
     Either switched off is its plain focal-loss value: `gamma` and 1 (Table 9).
     """
-    class_gamma = gamma + scale * (1.0 - tf.stop_gradient(_float32(ratio)))
-    focusing = class_gamma if focusing_factor else tf.fill(tf.shape(class_gamma), float(gamma))
-    weighting = class_gamma / gamma if weighting_factor else tf.ones_like(class_gamma)
-    return focusing, weighting
+    return _rows._focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor)
 
 
 def equalized_focal_loss(
@@ -199,17 +217,19 @@ def equalized_focal_loss(
         float32 tensor `(..., C)`.
 
     Example:
-        >>> y = tf.constant([[1.0, 0.0]])
-        >>> z = tf.constant([[2.0, 30.0]])
-        >>> bool(tf.reduce_all(tf.math.is_finite(
-        ...     equalized_focal_loss(y, z, ratio=tf.ones([2])))))
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> y = np.array([[1.0, 0.0]])
+        >>> z = np.array([[2.0, 30.0]])
+        >>> bool(np.isfinite(ops.convert_to_numpy(
+        ...     equalized_focal_loss(y, z, ratio=np.ones(2)))).all())
         True
     """
     targets, logits = _float32(targets), _float32(logits)
     focusing, weighting = _focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor)
     signed_logits = (2.0 * targets - 1.0) * logits
-    log_p_t = tf.math.log_sigmoid(signed_logits)
-    modulating = tf.exp(focusing * tf.math.log_sigmoid(-signed_logits))
+    log_p_t = ops.log_sigmoid(signed_logits)
+    modulating = ops.exp(focusing * ops.log_sigmoid(-signed_logits))
     loss = -weighting * modulating * log_p_t
     if alpha is not None:
         loss = loss * (alpha * targets + (1.0 - alpha) * (1.0 - targets))
@@ -240,25 +260,26 @@ def equalized_quality_focal_loss(
         float32 tensor `(..., C)`.
 
     Example:
-        >>> y = tf.constant([[0.8, 0.0]])
-        >>> z = tf.constant([[1.0, -2.0]])
-        >>> equalized_quality_focal_loss(y, z, ratio=tf.ones([2])).shape
-        TensorShape([1, 2])
+        >>> import numpy as np
+        >>> y = np.array([[0.8, 0.0]])
+        >>> z = np.array([[1.0, -2.0]])
+        >>> tuple(equalized_quality_focal_loss(y, z, ratio=np.ones(2)).shape)
+        (1, 2)
     """
     targets, logits = _float32(targets), _float32(logits)
     focusing, weighting = _focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor)
-    probabilities = tf.sigmoid(logits)
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    probabilities = ops.sigmoid(logits)
+    bce = _bce(targets, logits)
     # Negatives: p**gamma_j in log space; positives: |y' - p|**gamma_j. Both
     # branches are finite everywhere, so `where` passes finite gradients.
-    negative = tf.exp(focusing * tf.math.log_sigmoid(logits)) * bce
+    negative = ops.exp(focusing * ops.log_sigmoid(logits)) * bce
     # |y' - p|**gamma_j has an infinite slope at y' = p when gamma_j < 1: take
     # the power only where the distance is positive (its limit there is 0).
-    distance = tf.abs(targets - probabilities)
+    distance = ops.abs(targets - probabilities)
     nonzero = distance > 0.0
-    modulating = tf.where(nonzero, tf.pow(tf.where(nonzero, distance, 1.0), focusing), 0.0)
+    modulating = ops.where(nonzero, ops.power(ops.where(nonzero, distance, 1.0), focusing), 0.0)
     positive = modulating * bce
-    return weighting * tf.where(targets > 0.0, positive, negative)
+    return weighting * ops.where(targets > 0.0, positive, negative)
 
 
 def focal_sigmoid_eql(
@@ -296,10 +317,11 @@ def focal_sigmoid_eql(
         float32 tensor `(..., C)`.
 
     Example:
-        >>> y = tf.constant([[1.0, 0.0]])
-        >>> z = tf.constant([[2.0, -1.0]])
-        >>> focal_sigmoid_eql(y, z, ratio=tf.constant([100.0, 100.0])).shape
-        TensorShape([1, 2])
+        >>> import numpy as np
+        >>> y = np.array([[1.0, 0.0]])
+        >>> z = np.array([[2.0, -1.0]])
+        >>> tuple(focal_sigmoid_eql(y, z, ratio=np.array([100.0, 100.0])).shape)
+        (1, 2)
     """
     targets, logits = _float32(targets), _float32(logits)
     positive_weights, negative_weights = sigmoid_eql_weights(
@@ -311,8 +333,8 @@ def focal_sigmoid_eql(
         negative_weights = negative_weights * (1.0 - focal_alpha)
     weights = targets * positive_weights + (1.0 - targets) * negative_weights
     signed_logits = (2.0 * targets - 1.0) * logits
-    modulating = tf.exp(focal_gamma * tf.math.log_sigmoid(-signed_logits))
-    return -weights * modulating * tf.math.log_sigmoid(signed_logits)
+    modulating = ops.exp(focal_gamma * ops.log_sigmoid(-signed_logits))
+    return -weights * modulating * ops.log_sigmoid(signed_logits)
 
 
 def softmax_eql(targets, logits, *, indicator, tau=1.0, eps=1e-4):
@@ -336,20 +358,15 @@ def softmax_eql(targets, logits, *, indicator, tau=1.0, eps=1e-4):
         float32 tensor of the logits' shape without the class axis.
 
     Example:
-        >>> labels = tf.constant([0, 1])
-        >>> z = tf.constant([[2.0, 0.0], [0.0, 2.0]])
-        >>> softmax_eql(labels, z, indicator=tf.zeros([2])).shape
-        TensorShape([2])
+        >>> import numpy as np
+        >>> labels = np.array([0, 1])
+        >>> z = np.array([[2.0, 0.0], [0.0, 2.0]])
+        >>> tuple(softmax_eql(labels, z, indicator=np.zeros(2)).shape)
+        (2,)
     """
     logits = _float32(logits)
-    offset = tau * tf.math.log(
-        tf.maximum(tf.stop_gradient(_float32(indicator)), eps)
+    offset = tau * ops.log(
+        ops.maximum(ops.stop_gradient(_float32(indicator)), eps)
     )
-    adjusted = logits + offset
-    if targets.dtype.is_integer:
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=targets, logits=adjusted
-        )
-    return tf.nn.softmax_cross_entropy_with_logits(
-        labels=_float32(targets), logits=adjusted
-    )
+    return _rows.softmax_cross_entropy(targets, logits + offset)
+

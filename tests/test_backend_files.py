@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_eql
+from baseline_cases import FIT_BATCH, fit_data
 from helpers import long_tailed_data
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -39,3 +40,16 @@ def test_a_jax_keras_file_resumes_under_tensorflow(kind):
     for key in ("positive", "negative"):
         np.testing.assert_allclose(stats[key], final[key], rtol=1e-5, err_msg=key)
     assert model.loss.statistics.step_count() == final["steps"]
+
+
+def test_a_jax_seesaw_file_resumes_its_counts_under_tensorflow():
+    """tests/fixtures/make_jax_fixtures.py saved SeesawLoss's fit case after its first epoch."""
+    record = json.loads((FIXTURES / "tf_baselines.json").read_text())["fit"]["seesaw"]
+    features, labels = fit_data("classes")
+    model = keras_eql.load_model(FIXTURES / "jax_seesaw.keras")
+    np.testing.assert_array_equal(model.loss.sample_counts(), record["saved_counts"])
+    model.fit(features, labels, batch_size=FIT_BATCH, shuffle=False, verbose=0)
+    final = record["final"]
+    np.testing.assert_allclose(model.layers[-1].kernel.numpy(), final["kernel"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.layers[-1].bias.numpy(), final["bias"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.loss.sample_counts(), final["counts"])

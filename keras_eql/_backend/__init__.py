@@ -15,6 +15,13 @@ written once. Each module offers the same small interface:
   minimum_format, name)`: the statistics object.
 * `being_differentiated(y_pred)`: the gate (forward backends only).
 * `attach_losses(model)`: what `keras_eql.attach` does, a no-op where nothing is needed.
+
+The baselines with state (Seesaw, online Logit-Adjusted / Balanced Softmax)
+keep per-class sample counts: `make_counts(num_classes, *, name)` gives
+TensorFlow's `ClassCounts` (`tensorflow_counts.py`, backward-pass update) or
+JAX's `ForwardCounts` (`jax_counts.py`, a Metric updated in the forward
+pass behind the same gate); `sum_over_replicas` sums a step's counts over
+`tf.distribute` replicas (JAX's step already sees the global batch).
 """
 
 import keras
@@ -41,6 +48,72 @@ else:
 
     def attach_losses(model):
         return model
+
+
+def make_counts(num_classes, *, name):
+    """The per-class sample counts of a baseline loss named `name`."""
+    if BACKEND == "tensorflow":
+        from keras_eql._backend.tensorflow_counts import ClassCounts
+
+        return ClassCounts(num_classes, name=name)
+    if BACKEND == "jax":
+        from keras_eql._backend.jax_counts import ForwardCounts
+
+        return ForwardCounts(num_classes, name=name)
+    raise NotImplementedError(
+        f"keras_eql: the class counts of loss '{name}' run under KERAS_BACKEND=tensorflow or "
+        f"jax; {BACKEND!r} is not supported yet (keras_eql issue #16).")
+
+
+def sum_over_replicas(value):
+    """`value` summed over `tf.distribute` replicas (TensorFlow); unchanged elsewhere."""
+    if BACKEND == "tensorflow":
+        from keras_eql._statistics import all_reduce_sum
+
+        (value,) = all_reduce_sum(value)
+    return value
+
+
+def one_hot(labels, depth):
+    """float32 one-hot rows of integer `labels`.
+
+    Under TensorFlow `tf.one_hot` on the labels' own integer type (Keras's
+    `ops.one_hot` casts them to int64 first; see `sparse_softmax_cross_entropy`).
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.one_hot(labels, depth, dtype=tf.float32)
+    return keras.ops.one_hot(labels, depth, dtype="float32")
+
+
+def sparse_softmax_cross_entropy(labels, logits):
+    """Softmax cross-entropy of integer `labels` `(...)` and `logits` `(..., C)`, per row.
+
+    Under TensorFlow the TF kernel on the labels' own integer type: Keras's
+    `ops.sparse_categorical_crossentropy` casts them to int64 first, which
+    makes XLA compare 64-bit ids against every column.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def is_symbolic(value):
+    """Whether `value` is a traced tensor whose values are unknown now (no NumPy check possible)."""
+    if isinstance(value, keras.KerasTensor):
+        return True
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.is_symbolic_tensor(value)
+    if BACKEND == "jax":
+        import jax
+
+        return isinstance(value, jax.core.Tracer)
+    return False
 
 
 def check_supported(loss_name):

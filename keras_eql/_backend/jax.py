@@ -205,19 +205,12 @@ def _output_width(model, output_name):
     return None if not shape or shape[-1] is None else int(shape[-1])
 
 
-def attach_losses(model):
-    """Make the statistics of every keras_eql loss of `model` part of its state (JAX)."""
+def _loss_state(model, output_name, loss):
+    """The state `attach` makes model state for `loss` (built from the output's width), or None."""
     from keras_eql._base import EqualizationLoss
-    from keras_eql._model_losses import _output_losses
+    from keras_eql._baseline_base import CountingLoss
 
-    if not getattr(model, "compiled", False):
-        raise ValueError(
-            "keras_eql.attach(model): compile the model first; attach its losses after "
-            "`model.compile(...)` (and again after `keras.models.load_model(...)`).")
-    losses = []
-    for output_name, loss in _output_losses(model):
-        if not isinstance(loss, EqualizationLoss) or any(loss is seen for seen in losses):
-            continue
+    if isinstance(loss, EqualizationLoss):
         if loss.statistics is None:
             width = _output_width(model, output_name)
             if width is None:
@@ -226,16 +219,46 @@ def attach_losses(model):
                     "yet and the model's output does not say its number of classes; pass "
                     "`num_classes` to the loss.")
             loss._check_width(width)
-        losses.append(loss)
-    for index, loss in enumerate(losses):
+        return loss.statistics
+    if isinstance(loss, CountingLoss) and loss._given_counts is None:
+        if loss.counts is None:
+            width = _output_width(model, output_name)
+            if width is None:
+                raise ValueError(
+                    f"keras_eql.attach: {type(loss).__name__} '{loss.name}' has no class counts "
+                    "yet and the model's output does not say its number of classes; pass "
+                    "`num_classes` to the loss.")
+            loss._classes_known(width - loss._extra_columns())
+        return loss.counts
+    return None
+
+
+def attach_losses(model):
+    """Make the state of every keras_eql loss of `model` part of its state (JAX).
+
+    The Equalization Losses' statistics and the class counts of the
+    baselines that count online (Seesaw, Logit-Adjusted, Balanced Softmax).
+    """
+    from keras_eql._model_losses import _output_losses
+
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "keras_eql.attach(model): compile the model first; attach its losses after "
+            "`model.compile(...)` (and again after `keras.models.load_model(...)`).")
+    states = []
+    for output_name, loss in _output_losses(model):
+        state = _loss_state(model, output_name, loss)
+        if state is not None and not any(state is seen for seen in states):
+            states.append(state)
+    for index, state in enumerate(states):
         attribute = f"{_ATTRIBUTE}_{index}"
         current = getattr(model, attribute, None)
-        if current is loss.statistics:
+        if current is state:
             continue
         if current is not None:
             delattr(model, attribute)
         # Layer.__setattr__ tracks the Metric: its variables join
         # `model.metrics_variables`, which the JAX trainer carries.
-        setattr(model, attribute, loss.statistics)
-        loss.statistics.attached = True
+        setattr(model, attribute, state)
+        state.attached = True
     return model

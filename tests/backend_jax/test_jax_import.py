@@ -1,4 +1,4 @@
-"""Under KERAS_BACKEND=jax, keras_eql imports, trains and saves without TensorFlow.
+"""Under KERAS_BACKEND=jax, keras_eql imports, trains and saves without TensorFlow (baselines included).
 
 Run in a fresh interpreter, so that nothing imported by other tests counts.
 """
@@ -30,12 +30,23 @@ _SCRIPT = textwrap.dedent("""
     loaded.fit(np.ones((8, 4), "float32"), labels, verbose=0)
     assert loaded.loss.statistics.step_count() == 2
     keras_eql.gradient_statistics(loaded)
-    try:
-        keras_eql.SeesawLoss
-    except AttributeError as error:
-        assert "KERAS_BACKEND=tensorflow only" in str(error), error
-    else:
-        raise AssertionError("SeesawLoss is TensorFlow-only in this version")
+    for loss in (keras_eql.SeesawLoss(), keras_eql.LogitAdjustedLoss(), keras_eql.BalancedSoftmax(),
+                 keras_eql.EQLv1(rare_mask=[0, 0, 1]), keras_eql.get("class_balanced",
+                 class_counts=[3, 2, 1]), keras_eql.layers.SigmoidEQLScores()):
+        if isinstance(loss, keras.losses.Loss):
+            assert np.isfinite(float(loss(labels, logits))), type(loss).__name__
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("sgd", loss=keras_eql.SeesawLoss())
+    keras_eql.attach(model).fit(np.ones((8, 4), "float32"), labels, verbose=0)
+    assert model.loss.sample_counts().tolist() == [3.0, 3.0, 2.0]
+    keras_eql.functional.softmax_eql(labels, logits, indicator=np.ones(3))
+    for name in ("GradientStatistics", "validate_labels", "GradientStatisticsLogger"):
+        try:
+            getattr(keras_eql, name)
+        except AttributeError as error:
+            assert "KERAS_BACKEND=tensorflow only" in str(error), error
+        else:
+            raise AssertionError(f"{name} is TensorFlow-only in this version")
     loaded = sorted(name for name in sys.modules if name.split(".")[0] == "tensorflow")
     assert not loaded, loaded[:5]
     print("ok")
