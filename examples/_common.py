@@ -34,7 +34,7 @@ DOCS_HINT = ("Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy before an
              "(keras-team/keras#20585). Use examples/multiworker_ctl.py, which trains the "
              "keras_eql losses with a custom training loop under that strategy")
 
-__all__ = ["STRATEGIES", "OUTPUT_DIR", "backend", "missing_api", "default_output", "add_common_arguments",
+__all__ = ["STRATEGIES", "OUTPUT_DIR", "backend", "default_output", "add_common_arguments",
            "imbalance_factor", "positive_float", "positive_int", "resolve_strategy", "scope", "write_results", "print_table",
            "lvis_groups", "group_means", "synthetic_parser", "parse_synthetic_args",
            "category_image_counts", "start_method", "shuffled_batches", "warmup_cosine_adam",
@@ -44,32 +44,6 @@ __all__ = ["STRATEGIES", "OUTPUT_DIR", "backend", "missing_api", "default_output
 def backend():
     """The Keras backend (`KERAS_BACKEND`) the example runs under."""
     return keras.backend.backend()
-
-
-def missing_api(names, what):
-    """A message if `keras_eql` lacks any of `names` on this backend, else None.
-
-    Under a backend other than TensorFlow, parts of keras_eql are not
-    ported yet (`keras_eql.__getattr__` refuses them); asking keras_eql
-    itself, rather than testing the backend here, lets an example use them
-    as soon as they are ported.
-
-    Args:
-        names: public keras_eql names, e.g. `["LogitAdjustedLoss"]`.
-        what: what needs them, e.g. `"--methods logit_adjusted"`.
-
-    Returns:
-        A one-line message naming `what`, the missing names and the backend, or None.
-    """
-    import keras_eql
-
-    missing = [name for name in names if not hasattr(keras_eql, name)]
-    if not missing:
-        return None
-    return (f"{what} needs keras_eql.{', keras_eql.'.join(missing)}, which keras_eql does not offer "
-            f"under KERAS_BACKEND={backend()} in this version; the Equalization Losses (SigmoidEQL, "
-            "SoftmaxEQL, EqualizedFocalLoss, EqualizedQualityFocalLoss, FocalSigmoidEQL) run "
-            "there, or use KERAS_BACKEND=tensorflow.")
 
 
 def default_output(example_file):

@@ -73,26 +73,9 @@ def parse_args(argv=None):
         parser.error("--methods: give at least one method or loss name")
     if args.learning_rate is None:
         args.learning_rate = cli.RECIPES[args.recipe]["learning_rate"]
-    for needs, what in _required_api(args):
-        message = _common.missing_api(needs, what)
-        if message:
-            parser.error(message)
     if args.smoke:
         args.epochs, args.max_train_samples, args.batch_size = 1, 512, 64
     return args
-
-
-# The public keras_eql names each demo method builds its loss from.
-_METHOD_API = {"cross_entropy": ["SoftmaxEQL"], "softmax_eql": ["SoftmaxEQL"],
-               "logit_adjusted": ["LogitAdjustedLoss"], "balanced_softmax": ["BalancedSoftmax"]}
-
-
-def _required_api(args):
-    """`(keras_eql names, flag)` for every method and the recipe: what this run builds."""
-    required = [(_METHOD_API.get(name, ["get"]), f"--methods {name}") for name in args.methods]
-    if cli.RECIPES[args.recipe].get("temperature"):
-        required.append((["CosineClassifier"], f"--recipe {args.recipe}"))
-    return required
 
 
 def build_loss(name, counts):

@@ -79,19 +79,12 @@ def test_detection_lt_data_parallel_equals_one_device(tmp_path):
     assert two["AP"] == pytest.approx(one["AP"], abs=1e-3)
 
 
-def test_methods_not_ported_are_refused_by_name(capsys):
+def test_every_method_and_recipe_is_accepted_under_jax():
     import classification_lt
-    import keras_eql
 
-    with pytest.raises(SystemExit):
-        classification_lt.parse_args(["--methods", "softmax_eql,balanced_softmax"])
-    error = capsys.readouterr().err
-    if hasattr(keras_eql, "BalancedSoftmax"):  # ported since: the method is accepted
-        assert "balanced_softmax" not in error
-    else:
-        assert ("--methods balanced_softmax needs keras_eql.BalancedSoftmax, which keras_eql does "
-                "not offer under KERAS_BACKEND=jax") in error
-    assert classification_lt.parse_args(["--methods", "softmax_eql"]).methods == ["softmax_eql"]
+    args = classification_lt.parse_args(["--methods", "softmax_eql,balanced_softmax,logit_adjusted,seesaw",
+                                         "--recipe", "authors"])
+    assert args.methods == ["softmax_eql", "balanced_softmax", "logit_adjusted", "seesaw"]
 
 
 @pytest.mark.parametrize("strategy", ["mirrored", "multiworker", "tpu"])
