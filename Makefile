@@ -14,7 +14,19 @@ JAX_STAMP := $(JAX_VENV)/.installed-jax
 JAX_REQUIREMENTS = $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); \
 	c.read('setup.cfg'); print(' '.join(repr(r) for r in c['options.extras_require']['jax'].split()))")
 
-.PHONY: demo test test-jax venv data clean
+# The PyTorch backend's tests too, without TensorFlow or JAX. torch is pinned to
+# 2.13.0, the CPU build that lies on these machines' disk: pip takes it from there,
+# while plain `torch` (or the extra's range, with nothing installed yet) would
+# download a CUDA build of several GB. The rest of the `torch` extra then installs
+# nothing more for torch.
+TORCH_VENV := .venv-torch
+TORCH_PY := $(TORCH_VENV)/bin/python
+TORCH_STAMP := $(TORCH_VENV)/.installed-torch
+TORCH_PIN := torch==2.13.0
+TORCH_REQUIREMENTS = $(shell $(PYTHON) -c "import configparser; c = configparser.ConfigParser(); \
+	c.read('setup.cfg'); print(' '.join(repr(r) for r in c['options.extras_require']['torch'].split()))")
+
+.PHONY: demo test test-jax test-torch venv data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +47,13 @@ $(JAX_STAMP): setup.cfg pyproject.toml
 	$(JAX_PY) -m pip install --quiet $(JAX_REQUIREMENTS) pytest pytest-timeout
 	touch $@
 
+$(TORCH_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_PY) -m pip install --quiet --upgrade pip
+	$(TORCH_PY) -m pip install --quiet --no-deps -e .
+	$(TORCH_PY) -m pip install --quiet '$(TORCH_PIN)' $(TORCH_REQUIREMENTS) pytest pytest-timeout
+	touch $@
+
 venv: $(TEST_STAMP)
 
 # Real Fashion-MNIST from Debian's package, when this machine can install it.
@@ -46,13 +65,19 @@ demo: $(DEMO_STAMP) data
 
 # tests/backend_jax under KERAS_BACKEND=jax (tests/conftest.py leaves them out otherwise).
 JAX_TESTS = KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_PY) -m pytest -q tests/backend_jax
+# tests/backend_torch under KERAS_BACKEND=torch, likewise.
+TORCH_TESTS = KERAS_BACKEND=torch $(TORCH_PY) -m pytest -q tests/backend_torch
 
-test: $(TEST_STAMP) $(JAX_STAMP) data
+test: $(TEST_STAMP) $(JAX_STAMP) $(TORCH_STAMP) data
 	$(PY) -m pytest -q
 	$(JAX_TESTS)
+	$(TORCH_TESTS)
 
 test-jax: $(JAX_STAMP)
 	$(JAX_TESTS)
 
+test-torch: $(TORCH_STAMP)
+	$(TORCH_TESTS)
+
 clean:
-	rm -rf $(VENV) $(JAX_VENV) build *.egg-info
+	rm -rf $(VENV) $(JAX_VENV) $(TORCH_VENV) build *.egg-info
