@@ -8,9 +8,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# tests/backend_jax needs KERAS_BACKEND=jax, set before Keras is imported:
-# `make test-jax` runs it in its own venv (without TensorFlow).
-collect_ignore = [] if os.environ.get("KERAS_BACKEND") == "jax" else ["backend_jax"]
+# tests/backend_jax and tests/backend_torch need KERAS_BACKEND=jax and =torch, set
+# before Keras is imported: `make test-jax` and `make test-torch` run each in its own
+# venv (without TensorFlow). Each backend collects only its own directory.
+_BACKEND_SUITES = {"jax": "backend_jax", "torch": "backend_torch"}
+collect_ignore = [suite for backend, suite in _BACKEND_SUITES.items()
+                  if os.environ.get("KERAS_BACKEND") != backend]
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 REPO_ROOT = pathlib.Path(__file__).parent.parent
