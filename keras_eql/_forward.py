@@ -82,6 +82,9 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_backg
     ok = ops.all(in_range & (raw == ops.cast(labels, "float32")))
     if valid is not None:
         labels = ops.where(valid, labels, num_classes if allow_background else 0)
+    # A bad label has made `ok` False; clipped, it cannot reach one_hot out of
+    # range (PyTorch's raises, where the step must only turn NaN).
+    labels = ops.clip(labels, 0, num_classes)
     # Label C is an all-negative row (the objectness column's positive).
     targets = ops.one_hot(labels, num_classes + 1, dtype="float32")[..., :width]
     return targets, valid, ok
