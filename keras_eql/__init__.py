@@ -5,8 +5,8 @@ accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
 
 Backends: everything under TensorFlow; the Equalization Losses and `attach`
-also under JAX, where `import keras_eql` does not import TensorFlow (see
-`keras_eql._backend`).
+also under JAX and PyTorch, where `import keras_eql` does not import
+TensorFlow (see `keras_eql._backend`).
 """
 
 from keras_eql import _backend, metrics, plotting

@@ -67,10 +67,12 @@ def assert_golden_step(golden, t, value, grad, statistics):
         value, grad: the loss and its gradient w.r.t. the logits (NumPy-convertible).
         statistics: `loss.gradient_statistics()` after the step.
     """
-    np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5, err_msg=f"loss, step {t}")
+    np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5,
+                               err_msg=f"loss, step {t}")
     grad_scale = np.abs(golden["grad"][t]).max()
     np.testing.assert_allclose(np.asarray(grad), golden["grad"][t], rtol=0,
                                atol=1e-5 * grad_scale, err_msg=f"grad, step {t}")
-    for key, golden_key in (("positive", "pos_grad"), ("negative", "neg_grad"), ("ratio", "pos_neg")):
+    for key, golden_key in (("positive", "pos_grad"), ("negative", "neg_grad"),
+                            ("ratio", "pos_neg")):
         np.testing.assert_allclose(statistics[key], golden[golden_key][t], rtol=1e-5,
                                    err_msg=f"{key}, step {t}")

@@ -52,7 +52,8 @@ def test_jit_compile_trains_like_tensorflow(monkeypatch):
     # (plain aot_eager saves intermediates and would not see it). One loss
     # runs here; all four match TensorFlow under inductor too (checked by
     # hand, issue #16).
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager_decomp_partition"))
+    monkeypatch.setattr(torch, "compile",
+                        functools.partial(torch.compile, backend="aot_eager_decomp_partition"))
     kind = "eqfl"
     recorded = record(kind)
     model = fixture_model(kind, recorded, jit_compile=True)

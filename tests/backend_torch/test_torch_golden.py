@@ -1,4 +1,4 @@
-"""Golden parity under KERAS_BACKEND=torch, every step: loss, gradient w.r.t. the logits, statistics.
+"""Golden parity under KERAS_BACKEND=torch, every step: loss, gradient w.r.t. logits, statistics.
 
 The golden files, label mappings and tolerances of tests/test_golden.py
 (loss rtol 1e-5, gradient atol 1e-5 * max|g|, statistics rtol 1e-5). A
@@ -56,5 +56,6 @@ def test_call_returns_the_rows_and_leaves_the_statistics_alone():
     rows = loss.call(labels, logits)
     rows.sum().backward()  # differentiated, no update
     assert tuple(rows.shape) == golden["logits"][0].shape[:1]
-    np.testing.assert_allclose(float(rows.detach().mean() * weights[0]), golden["loss"][0], rtol=1e-5)
+    np.testing.assert_allclose(float(rows.detach().mean() * weights[0]), golden["loss"][0],
+                               rtol=1e-5)
     assert loss.statistics.step_count() == 0

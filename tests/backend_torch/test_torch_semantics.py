@@ -39,7 +39,7 @@ def test_static_errors_name_the_loss(cls):
         cls(num_classes=CLASSES)(np.zeros((3, 2)), np.zeros((3, CLASSES), "float32"))
     with pytest.raises(ValueError, match=rf"{name}.*logits have 6 columns"):
         cls(num_classes=CLASSES)(np.zeros(3), np.zeros((3, 6), "float32"))
-    with pytest.raises(ValueError, match=rf"{name}: `num_classes` must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=rf"{name}: `num_classes` must be a positive integer"):
         cls(num_classes=0)
     with pytest.raises(ValueError, match=rf"{name}.*from_logits"):
         cls(from_logits=False)
