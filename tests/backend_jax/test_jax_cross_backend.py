@@ -37,6 +37,24 @@ def test_jax_trains_and_resumes_like_tensorflow(kind):
     assert_state(resumed, recorded["final"])
 
 
+# One per statistics kind (per-sample, gradient of the output).
+@pytest.mark.parametrize("kind", ["sigmoid_eql", "efl"])
+def test_a_torch_keras_file_resumes_under_jax(kind):
+    # tests/fixtures/make_resume_fixtures.py: PyTorch's first 4 steps.
+    recorded = record(kind)
+    features, labels, weights = fixture_data(kind)
+    # Its optimizer is saved as Keras's torch subclass, which needs torch to
+    # import; this venv has none, so the class is given by name.
+    resumed = keras_eql.load_model(FIXTURES / f"torch_{kind}.keras",
+                                   custom_objects={"SGD": keras.optimizers.SGD})
+    for key in ("positive", "negative"):
+        np.testing.assert_allclose(resumed.loss.gradient_statistics()[key],
+                                   recorded["saved"][key], rtol=1e-5, err_msg=key)
+    resumed.fit(features, labels, sample_weight=weights, batch_size=BATCH, epochs=1,
+                shuffle=False, verbose=0)
+    assert_state(resumed, recorded["final"])
+
+
 def test_a_tensorflow_file_of_statistics_format_1_is_reset_on_load():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

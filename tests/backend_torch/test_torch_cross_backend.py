@@ -5,7 +5,7 @@ TensorFlow (tests/backend_fixtures.py): PyTorch trains the same 8 steps from
 the same weights, eagerly and with `jit_compile=True` (`torch.compile`), and
 resumes TensorFlow's `.keras` file of step 4 for the last 4; each ends where
 TensorFlow ended (weights atol 1e-6, statistics rtol 1e-5), with no
-`keras_eql.attach`. A TensorFlow file of the old statistics format
+`keras_eql.attach`; JAX's files of step 4 resume the same way. A TensorFlow file of the old statistics format
 (Sigmoid-EQL format 1) is reset on load as under TensorFlow.
 """
 
@@ -38,6 +38,20 @@ def test_torch_trains_and_resumes_like_tensorflow(kind):
 
     resumed = keras.models.load_model(FIXTURES / f"tf_{kind}.keras")  # no attach needed
     assert_saved_statistics(resumed, recorded)
+    _fit(resumed, kind, epochs=1)
+    assert_state(resumed, recorded["final"])
+
+
+# One per statistics kind (per-sample, gradient of the output).
+@pytest.mark.parametrize("kind", ["sigmoid_eql", "efl"])
+def test_a_jax_keras_file_resumes_under_torch(kind):
+    # JAX's file (tests/fixtures/make_resume_fixtures.py) also holds the statistics
+    # as the model's tracked Metric; here they come back through the loss.
+    recorded = record(kind)
+    resumed = keras.models.load_model(FIXTURES / f"jax_{kind}.keras")
+    for key in ("positive", "negative"):
+        np.testing.assert_allclose(resumed.loss.gradient_statistics()[key],
+                                   recorded["saved"][key], rtol=1e-5, err_msg=key)
     _fit(resumed, kind, epochs=1)
     assert_state(resumed, recorded["final"])
 
