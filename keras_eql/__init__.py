@@ -4,9 +4,10 @@ Gradient-driven losses for long-tailed recognition. Each loss keeps per-class
 accumulated positive/negative gradient magnitudes as model state and uses
 their ratio to re-balance later steps.
 
-Backends: everything under TensorFlow; under JAX, where `import keras_eql`
-does not import TensorFlow (see `keras_eql._backend`), everything but
-`GradientStatistics` and `validate_labels`.
+Backends: everything under TensorFlow; under JAX and PyTorch, where
+`import keras_eql` imports neither TensorFlow nor the other backend (see
+`keras_eql._backend`), everything but `GradientStatistics` and
+`validate_labels`.
 """
 
 from keras_eql import _backend, baselines, callbacks, functional, layers, metrics, plotting, registry

@@ -6,7 +6,7 @@ gradient's per-class sums into the statistics, and makes the statistics
 model state (`.keras`, `save_weights`, `BackupAndRestore`,
 `tf.train.Checkpoint`). Subclasses only say how a row's loss is computed
 (`_row_loss` for TensorFlow's fused kernels, `_forward_rows` in `keras.ops`
-for the JAX backend, see `keras_eql._backend`).
+for the JAX and PyTorch backends, see `keras_eql._backend`).
 """
 
 import warnings
@@ -81,9 +81,9 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
             ids' cost instead of 1.4-1.9x on a 2-core CPU (BENCHMARKS.md). A
             row with two positives is then an error (under XLA: a NaN step,
             recorded like a bad label). Sparse labels are unaffected. Under
-            the JAX backend the argument is accepted and changes nothing
-            (every dense row is computed exactly there; a multi-hot row is
-            not rejected).
+            the JAX and PyTorch backends the argument is accepted and
+            changes nothing (every dense row is computed exactly there; a
+            multi-hot row is not rejected).
 
     The statistics are updated once per `tape.gradient` through the loss (once
     per training step), never by `evaluate()`, `predict()` or a plain call,
@@ -108,7 +108,9 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
     Under `KERAS_BACKEND=jax` the same sums are computed analytically in the
     forward pass of a differentiated call (`keras_eql._forward`), the
     statistics are model state once `keras_eql.attach(model)` ran, and a
-    custom loop uses `stateless_call`.
+    custom loop uses `stateless_call`. Under `KERAS_BACKEND=torch` the same
+    sums are added when autograd records the call (gradients enabled, logits
+    that require one), in variables the loss owns; no `attach` is needed.
     """
 
     # Subclass settings.
@@ -346,8 +348,8 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
         Under `jit_compile=True` the label checks cannot raise; such a step
         returns a NaN loss, changes neither the weights (zero gradient) nor
         the statistics, and is recorded here. `GradientStatisticsLogger`
-        raises it as an error. Not recorded yet under JAX (always None there;
-        such a step still has a NaN loss and changes nothing).
+        raises it as an error. Not recorded yet under JAX or PyTorch (always
+        None there; such a step still has a NaN loss and changes nothing).
         """
         if self._statistics is None or self._bad_labels is None:
             return None

@@ -16,6 +16,7 @@ import numpy as np
 from keras import backend, ops
 
 from keras_eql import _backend
+from keras_eql._rows import sigmoid_cross_entropy
 from keras_eql._rows import softmax_cross_entropy as _cross_entropy
 
 CLASS_BALANCED_BASES = ("softmax", "sigmoid", "focal")
@@ -88,7 +89,7 @@ def eql_v1(targets, logits, *, rare_mask):
     rare = ops.stop_gradient(_float32(rare_mask))
     foreground = ops.cast(ops.max(targets, axis=-1, keepdims=True) > 0.0, "float32")
     weights = 1.0 - foreground * rare * (1.0 - targets)
-    return weights * ops.binary_crossentropy(targets, logits, from_logits=True)
+    return weights * sigmoid_cross_entropy(targets, logits)
 
 
 def _log_counts(class_counts):
@@ -368,7 +369,7 @@ def class_balanced_loss(targets, logits, *, class_weights, base="softmax", gamma
     if base == "softmax":
         losses = ops.categorical_crossentropy(targets, logits, from_logits=True)
     elif base == "sigmoid":
-        losses = ops.sum(ops.binary_crossentropy(targets, logits, from_logits=True), axis=-1)
+        losses = ops.sum(sigmoid_cross_entropy(targets, logits), axis=-1)
     else:
         losses = ops.sum(sigmoid_focal_cross_entropy(targets, logits, gamma=gamma), axis=-1)
     mass = ops.sum(targets, axis=-1)

@@ -1,8 +1,9 @@
-"""The losses' call on backends whose statistics are updated in the forward pass (JAX).
+"""The losses' call on backends whose statistics are updated in the forward pass (JAX, PyTorch).
 
 Under TensorFlow the fused kernels (`keras_eql._fused`) add the statistics in
 the backward pass. A JAX training step has no side effects in its backward
-pass, so here the loss computes, in `keras.ops`, its rows, their analytic
+pass, so here (and under PyTorch, which shares the path: the math is written
+once) the loss computes, in `keras.ops`, its rows, their analytic
 derivative (`keras_eql._rows`) and the derivative of Keras's reduction, and
 adds the per-class sums to the statistics only when the loss is being
 differentiated (the backend's trace-time gate): once per training step,
@@ -81,9 +82,22 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_backg
     ok = ops.all(in_range & (raw == ops.cast(labels, "float32")))
     if valid is not None:
         labels = ops.where(valid, labels, num_classes if allow_background else 0)
+    # A bad label has made `ok` False; clipped, it cannot reach one_hot out of
+    # range (PyTorch's raises, where the step must only turn NaN).
+    labels = ops.clip(labels, 0, num_classes)
     # Label C is an all-negative row (the objectness column's positive).
     targets = ops.one_hot(labels, num_classes + 1, dtype="float32")[..., :width]
     return targets, valid, ok
+
+
+def _own_copy(sample_weight):
+    """A copy of the sample weights for Keras's `apply_mask`, or None.
+
+    `apply_mask` multiplies the weights by the mask in place (`*=`): under
+    PyTorch that writes into the caller's tensor, which the loss reads again
+    (the statistics' coefficients) and autograd saved for the backward pass.
+    """
+    return None if sample_weight is None else ops.copy(ops.convert_to_tensor(sample_weight))
 
 
 def _row_weights(rows, sample_weight, input_mask, valid):
@@ -106,7 +120,7 @@ def _reduction_coefficients(loss_name, rows, sample_weight, mask, reduction):
     reduction = standardize_reduction(reduction)
     if sample_weight is not None:
         sample_weight = ops.cast(sample_weight, "float32")
-    weights = apply_mask(sample_weight, mask, dtype="float32", reduction=reduction)
+    weights = apply_mask(_own_copy(sample_weight), mask, dtype="float32", reduction=reduction)
     values = rows
     per_value = ops.ones_like(values)
     if weights is not None:
@@ -183,7 +197,7 @@ def call(loss, y_true, y_pred, sample_weight=None):
     mask = valid
     if input_mask is not None:
         mask = input_mask if mask is None else (ops.cast(input_mask, "bool") & mask)
-    value = reduce_weighted_values(rows, sample_weight=sample_weight, mask=mask,
+    value = reduce_weighted_values(rows, sample_weight=_own_copy(sample_weight), mask=mask,
                                    reduction=loss.reduction, dtype=loss.dtype)
     if loss.reduction not in (None, "none") and len(value.shape):
         value = ops.sum(value)  # Keras returns an empty batch unreduced; its loss is 0.

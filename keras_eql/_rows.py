@@ -42,6 +42,17 @@ def softmax_cross_entropy(targets, logits):
     return ops.categorical_crossentropy(_float32(targets), logits, from_logits=True)
 
 
+def sigmoid_cross_entropy(targets, logits):
+    """Element-wise sigmoid cross-entropy, `max(z, 0) - z y + log1p(exp(-|z|))`.
+
+    TensorFlow's `sigmoid_cross_entropy_with_logits` formula, exact in
+    float32 on every backend: PyTorch's `binary_cross_entropy_with_logits`
+    (Keras's `ops.binary_crossentropy` there) adds and subtracts `|z|` and
+    loses up to 1e-7 absolute, 2e-4 relative on a small loss.
+    """
+    return ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
 def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",
                         reweight_negatives=True, reweight_positives=True):
     """`(q_j, r_j)` of Sigmoid-EQL (Eq. 8-9), as `functional.sigmoid_eql_weights`."""

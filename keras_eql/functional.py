@@ -45,8 +45,8 @@ def _float32(x):
 
 
 def _bce(targets, logits):
-    """Element-wise sigmoid cross-entropy (TF: `sigmoid_cross_entropy_with_logits`)."""
-    return ops.binary_crossentropy(targets, logits, from_logits=True)
+    """Element-wise sigmoid cross-entropy (TF's `sigmoid_cross_entropy_with_logits`)."""
+    return _rows.sigmoid_cross_entropy(targets, logits)
 
 
 def sigmoid_eql_weights(ratio, *, gamma=12.0, mu=0.8, alpha=4.0, mapping="sigmoid",

@@ -1,6 +1,6 @@
-"""The golden files as loss cases, shared by the TensorFlow and the JAX golden tests.
+"""The golden files as loss cases, shared by the TensorFlow, JAX and PyTorch golden tests.
 
-No TensorFlow here: `tests/backend_jax` imports it in a venv without it.
+No TensorFlow here: `tests/backend_jax` and `tests/backend_torch` import it in venvs without it.
 """
 
 import numpy as np
@@ -58,3 +58,21 @@ def golden_case(name):
         return keras_eql.SoftmaxEQL(num_classes=None if lazy else width, tau=tau, indicator=indicator)
 
     return golden, make, [(golden["labels"][t], np.full(rows, loss_weight, np.float32)) for t in range(steps)]
+
+
+def assert_golden_step(golden, t, value, grad, statistics):
+    """Step `t` of a golden file: loss rtol 1e-5, gradient atol 1e-5 * max|g|, statistics rtol 1e-5.
+
+    Args:
+        value, grad: the loss and its gradient w.r.t. the logits (NumPy-convertible).
+        statistics: `loss.gradient_statistics()` after the step.
+    """
+    np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5,
+                               err_msg=f"loss, step {t}")
+    grad_scale = np.abs(golden["grad"][t]).max()
+    np.testing.assert_allclose(np.asarray(grad), golden["grad"][t], rtol=0,
+                               atol=1e-5 * grad_scale, err_msg=f"grad, step {t}")
+    for key, golden_key in (("positive", "pos_grad"), ("negative", "neg_grad"),
+                            ("ratio", "pos_neg")):
+        np.testing.assert_allclose(statistics[key], golden[golden_key][t], rtol=1e-5,
+                                   err_msg=f"{key}, step {t}")

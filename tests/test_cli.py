@@ -157,9 +157,9 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path):
         return [line for line in completed.stdout.splitlines()
                 if "pip install" in line and "-e" in line and line.startswith(str(tmp_path))]
 
-    assert dry_run("demo") == [f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -e '.[demo]'"]
+    assert dry_run("demo") == [f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -e '.[tensorflow,demo]'"]
     (test_install,) = dry_run("test")
-    assert "test" in test_install and "demo" in test_install
+    assert "test" in test_install and "demo" in test_install and "tensorflow" in test_install
     setup = configparser.ConfigParser()
     setup.read(REPO_ROOT / "setup.cfg")
     demo_requirements = setup["options.extras_require"]["demo"].split()

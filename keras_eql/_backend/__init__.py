@@ -6,6 +6,9 @@
   must track (`keras_eql.attach(model)`), updated in the forward pass when a
   trace-time gate says the loss is being differentiated
   (`keras_eql._forward`).
+* PyTorch (`torch.py`): the same forward-pass update and statistics
+  (`_forward_state`), in variables the loss owns; the trainer is stateful,
+  so there is nothing to attach, and the gate is autograd's grad mode.
 
 Everything else (the math in `keras_eql._rows`, the Keras classes) is
 written once. Each module offers the same small interface:
@@ -15,33 +18,37 @@ written once. Each module offers the same small interface:
   minimum_format, name)`: the statistics object.
 * `being_differentiated(y_pred)`: the gate (forward backends only).
 * `attach_losses(model)`: what `keras_eql.attach` does, a no-op where nothing is needed.
+* `make_counts(num_classes, *, name)`: the per-class sample counts of the
+  baselines with state (Seesaw, online Logit-Adjusted / Balanced Softmax):
+  TensorFlow's `ClassCounts` (`tensorflow_counts.py`, backward-pass update),
+  or `_forward_state.ForwardCounts` updated in the forward pass behind the
+  same gate as the statistics (JAX, PyTorch).
 
-The baselines with state (Seesaw, online Logit-Adjusted / Balanced Softmax)
-keep per-class sample counts: `make_counts(num_classes, *, name)` gives
-TensorFlow's `ClassCounts` (`tensorflow_counts.py`, backward-pass update) or
-JAX's `ForwardCounts` (`jax_counts.py`, a Metric updated in the forward
-pass behind the same gate); `sum_over_replicas` sums a step's counts over
-`tf.distribute` replicas (JAX's step already sees the global batch).
+`sum_over_replicas` sums a step's counts over `tf.distribute` replicas (a
+JAX or PyTorch step already sees the global batch).
 """
 
 import keras
 
 BACKEND = keras.backend.backend()
-SUPPORTED = ("tensorflow", "jax")
+SUPPORTED = ("tensorflow", "jax", "torch")
 
 if BACKEND == "tensorflow":
     from keras_eql._backend.tensorflow import (FORWARD_STATISTICS, attach_losses,  # noqa: F401
-                                               being_differentiated, make_statistics)
+                                               being_differentiated, make_counts, make_statistics)
 elif BACKEND == "jax":
     from keras_eql._backend.jax import (FORWARD_STATISTICS, attach_losses,  # noqa: F401
-                                        being_differentiated, make_statistics)
+                                        being_differentiated, make_counts, make_statistics)
+elif BACKEND == "torch":
+    from keras_eql._backend.torch import (FORWARD_STATISTICS, attach_losses,  # noqa: F401
+                                          being_differentiated, make_counts, make_statistics)
 else:
     FORWARD_STATISTICS = True
 
     def make_statistics(num_classes, *, name, **options):
         raise NotImplementedError(
-            f"keras_eql: the statistics of loss '{name}' run under KERAS_BACKEND=tensorflow "
-            f"or jax; {BACKEND!r} is not supported yet (keras_eql issue #16).")
+            f"keras_eql: the statistics of loss '{name}' run under KERAS_BACKEND=tensorflow, "
+            f"jax or torch; {BACKEND!r} is not supported yet (keras_eql issue #16).")
 
     def being_differentiated(y_pred):
         return False
@@ -49,20 +56,10 @@ else:
     def attach_losses(model):
         return model
 
-
-def make_counts(num_classes, *, name):
-    """The per-class sample counts of a baseline loss named `name`."""
-    if BACKEND == "tensorflow":
-        from keras_eql._backend.tensorflow_counts import ClassCounts
-
-        return ClassCounts(num_classes, name=name)
-    if BACKEND == "jax":
-        from keras_eql._backend.jax_counts import ForwardCounts
-
-        return ForwardCounts(num_classes, name=name)
-    raise NotImplementedError(
-        f"keras_eql: the class counts of loss '{name}' run under KERAS_BACKEND=tensorflow or "
-        f"jax; {BACKEND!r} is not supported yet (keras_eql issue #16).")
+    def make_counts(num_classes, *, name):
+        raise NotImplementedError(
+            f"keras_eql: the class counts of loss '{name}' run under KERAS_BACKEND=tensorflow, "
+            f"jax or torch; {BACKEND!r} is not supported yet (keras_eql issue #16).")
 
 
 def sum_over_replicas(value):
@@ -120,8 +117,8 @@ def check_supported(loss_name):
     """Raise, naming the loss, on a backend whose statistics are not implemented yet."""
     if BACKEND not in SUPPORTED:
         raise NotImplementedError(
-            f"{loss_name}: keras_eql's Equalization Losses run under KERAS_BACKEND=tensorflow "
-            f"or jax; {BACKEND!r} is not supported yet (keras_eql issue #16).")
+            f"{loss_name}: keras_eql's Equalization Losses run under KERAS_BACKEND=tensorflow, "
+            f"jax or torch; {BACKEND!r} is not supported yet (keras_eql issue #16).")
 
 
 def attach(model):
@@ -132,8 +129,8 @@ def attach(model):
     after `keras.models.load_model(...)` (`keras_eql.load_model` does it) or
     a compile with new loss objects. Forgotten, `fit()` (and `evaluate()`)
     raise an error that says so before their first step, with the model
-    intact; nothing is lost silently. Under TensorFlow it does nothing, so
-    one script runs on both backends.
+    intact; nothing is lost silently. Under TensorFlow and PyTorch it does
+    nothing, so one script runs on every backend.
 
     Under JAX a loss built with `num_classes=None` gets its statistics here,
     from the width of the model output it trains.

@@ -4,7 +4,8 @@ A JAX training step is a pure function of the model's state: a variable the
 loss assigns is dropped unless the trainer maps it, and a backward pass
 cannot have side effects. So (see docs/trials/jax-backend/REPORT.md):
 
-* the statistics are a `keras.metrics.Metric` (`ForwardStatistics`); the
+* the statistics are a `keras.metrics.Metric` (`ForwardStatistics`, shared
+  with PyTorch in `_forward_state`); the
   model tracks it once `keras_eql.attach(model)` made it a model attribute,
   and the trainer then carries its variables through every step, under jit
   and `keras.distribution` alike;
@@ -17,12 +18,9 @@ cannot have side effects. So (see docs/trials/jax-backend/REPORT.md):
 """
 
 import jax
-import keras
-import numpy as np
-from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
-from keras_eql._format import RATIO_EPSILON, STATISTICS_FORMAT
+from keras_eql._backend import _forward_state
 
 FORWARD_STATISTICS = True
 _ATTRIBUTE = "_keras_eql_statistics"
@@ -51,86 +49,17 @@ def being_differentiated(y_pred):
     return bool(fired)
 
 
-class ForwardStatistics(keras.metrics.Metric):
-    """Accumulated per-class positive/negative gradient magnitudes, as model state.
+class ForwardStatistics(_forward_state.ForwardStatistics):
+    """`_forward_state.ForwardStatistics` that knows whether a JAX step carries it.
 
-    The interface of `GradientStatistics` (`ratio`, `numpy`, `step_count`,
-    `reset`, `assign`, `accumulate_sums`), held by Metric variables so that a
-    model that tracks it (`keras_eql.attach`) carries them through its JAX
-    training step. Keras's metric protocol is inert: `reset_state()` (every
-    epoch, every `evaluate()`) keeps the sums, `result()` logs nothing.
+    `attached` is set by `attach`; an update outside a stateless scope that
+    maps the variables raises instead of being lost.
     """
 
-    def __init__(self, num_classes, *, initial_ratio, clip_ratio, decay=None, minimum_format=1,
-                 name):
-        super().__init__(name=f"{name}_statistics")
-        self.num_classes = int(num_classes)
-        self.initial_ratio = float(initial_ratio)
-        self.clip_ratio = bool(clip_ratio)
-        self.decay = decay
-        self.minimum_format = int(minimum_format)
-        self.loss_name = name
+    def __init__(self, num_classes, **options):
+        super().__init__(num_classes, **options)
         # Set by `attach`; checked in Keras's symbolic build (see `check_attached`).
         self.attached = False
-        shape = (self.num_classes,)
-        self.positive = self.add_variable(shape, "zeros", "float32", name="positive_gradients")
-        self.negative = self.add_variable(shape, "zeros", "float32", name="negative_gradients")
-        self.steps = self.add_variable((), "zeros", "float32", name="steps")
-        self.format = self.add_variable((), "ones", "float32", name="statistics_format")
-
-    # -- Keras's metric protocol: inert --------------------------------------
-    def update_state(self, *args, **kwargs):
-        """Not used: the loss updates the statistics."""
-
-    def reset_state(self):
-        """Keeps the statistics: Keras resets metrics every epoch and in `evaluate()`."""
-
-    def result(self):
-        return {}
-
-    # -- reading -------------------------------------------------------------
-    def _current(self):
-        positive, negative, steps = (ops.convert_to_tensor(v) for v in
-                                     (self.positive, self.negative, self.steps))
-        if self.minimum_format <= 1:
-            return positive, negative, steps
-        usable = ops.convert_to_tensor(self.format) >= float(self.minimum_format)
-        return (ops.where(usable, positive, 0.0), ops.where(usable, negative, 0.0),
-                ops.where(usable, steps, 0.0))
-
-    def is_stale(self):
-        return bool(float(self.format.numpy()) < self.minimum_format
-                    and float(self.steps.numpy()) > 0)
-
-    def ratio(self):
-        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
-        positive, negative, _ = self._current()
-        ratio = ops.where(positive + negative > 0.0, positive / (negative + RATIO_EPSILON),
-                          self.initial_ratio)
-        return ops.clip(ratio, 0.0, 1.0) if self.clip_ratio else ratio
-
-    def numpy(self):
-        positive, negative, _ = self._current()
-        return {"positive": np.asarray(ops.convert_to_numpy(positive)),
-                "negative": np.asarray(ops.convert_to_numpy(negative)),
-                "ratio": np.asarray(ops.convert_to_numpy(self.ratio()))}
-
-    def step_count(self):
-        return float(ops.convert_to_numpy(self._current()[2]))
-
-    # -- writing -------------------------------------------------------------
-    def reset(self):
-        zeros = np.zeros([self.num_classes], np.float32)
-        self.positive.assign(zeros)
-        self.negative.assign(zeros)
-        self.steps.assign(0.0)
-        self.format.assign(float(STATISTICS_FORMAT))
-
-    def assign(self, positive, negative, steps):
-        self.positive.assign(np.asarray(positive, np.float32))
-        self.negative.assign(np.asarray(negative, np.float32))
-        self.steps.assign(np.asarray(steps, np.float32))
-        self.format.assign(float(STATISTICS_FORMAT))
 
     def check_attached(self):
         """Raise if no model was ever given these statistics (`keras_eql.attach`).
@@ -149,36 +78,53 @@ class ForwardStatistics(keras.metrics.Metric):
                 "`keras_eql.attach(model)` after `model.compile(...)` and again after "
                 "`keras.models.load_model(...)` (`keras_eql.load_model` does it).")
 
-    def _check_mapped(self):
-        scope = get_stateless_scope()
-        if scope is None:
-            raise RuntimeError(
-                f"loss '{self.loss_name}': under JAX its statistics are updated inside a Keras "
-                "training step (model.fit, train_on_batch) of a model passed to "
-                "keras_eql.attach(model), or through loss.stateless_call(...) in a custom "
-                "loop; this call differentiates the loss outside both, so its update would be "
-                "lost. Pass update_statistics=False to differentiate it without statistics.")
-        if scope.get_current_value(self.positive) is None:
+    def check_update(self):
+        _check_mapped(self, self.positive, "statistics", "update_statistics=False")
+
+
+def _check_mapped(state, variable, what, opt_out):
+    """Raise if the running JAX step does not carry `variable`: its update would be lost."""
+    scope = get_stateless_scope()
+    if scope is None:
+        raise RuntimeError(
+            f"loss '{state.loss_name}': under JAX its {what} are updated inside a Keras "
+            "training step (model.fit, train_on_batch) of a model passed to "
+            "keras_eql.attach(model), or through loss.stateless_call(...) in a custom "
+            "loop; this call differentiates the loss outside both, so its update would be "
+            f"lost. Pass {opt_out} to differentiate it without them.")
+    if scope.get_current_value(variable) is None:
+        raise RuntimeError(state._unattached_message())
+
+
+class ForwardCounts(_forward_state.ForwardCounts):
+    """`_forward_state.ForwardCounts` that knows whether a JAX step carries it (as above)."""
+
+    def __init__(self, num_classes, *, name):
+        super().__init__(num_classes, name=name)
+        self.attached = False
+
+    def check_attached(self):
+        """Raise if no model was ever given these counts (`keras_eql.attach`)."""
+        if not self.attached:
             raise RuntimeError(self._unattached_message())
 
-    def accumulate_sums(self, positive, negative, *, inputs_finite=None):
-        """Fold one step's `(C,)` sums in; a step with anything non-finite adds nothing."""
-        self._check_mapped()
-        decay = 1.0 if self.decay is None else float(self.decay)
-        old_positive, old_negative, old_steps = self._current()
-        new_positive = decay * old_positive + ops.cast(positive, "float32")
-        new_negative = decay * old_negative + ops.cast(negative, "float32")
-        finite = ops.all(ops.isfinite(new_positive)) & ops.all(ops.isfinite(new_negative))
-        if inputs_finite is not None:
-            finite = finite & inputs_finite
-        self.positive.assign(ops.where(finite, new_positive, old_positive))
-        self.negative.assign(ops.where(finite, new_negative, old_negative))
-        self.steps.assign(old_steps + ops.cast(finite, "float32"))
-        self.format.assign(float(STATISTICS_FORMAT))
+    def _unattached_message(self):
+        return (f"loss '{self.loss_name}': its class counts are not part of the model's state, "
+                "so a training step would lose their update. Under the JAX backend call "
+                "`keras_eql.attach(model)` after `model.compile(...)` and again after "
+                "`keras.models.load_model(...)` (`keras_eql.load_model` does it), or pass "
+                "`update_counts=False`.")
+
+    def check_update(self):
+        _check_mapped(self, self.counts, "class counts", "update_counts=False")
 
 
 def make_statistics(num_classes, **options):
     return ForwardStatistics(num_classes, **options)
+
+
+def make_counts(num_classes, *, name):
+    return ForwardCounts(num_classes, name=name)
 
 
 def _output_width(model, output_name):

@@ -19,3 +19,10 @@ def being_differentiated(y_pred):
 def attach_losses(model):
     """Nothing to do: the loss's variables are already model state. Returns the model."""
     return model
+
+
+def make_counts(num_classes, *, name):
+    """The online class counts of a baseline loss: `tf.Variable`s added in the backward pass."""
+    from keras_eql._backend.tensorflow_counts import ClassCounts
+
+    return ClassCounts(num_classes, name=name)

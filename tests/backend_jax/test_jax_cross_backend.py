@@ -9,8 +9,6 @@ TensorFlow file of the old statistics format (Sigmoid-EQL format 1) is
 reset on load as under TensorFlow.
 """
 
-import json
-import pathlib
 import warnings
 
 import keras
@@ -18,47 +16,43 @@ import numpy as np
 import pytest
 
 import keras_eql
-from helpers import FEATURES, LOSS_KINDS, NUM_CLASSES, long_tailed_data, make_loss
-
-FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
-ROWS, BATCH, LEARNING_RATE = 64, 16, 0.5
-
-
-def _data(kind):
-    features, labels = long_tailed_data(kind, rows=ROWS)
-    return features, labels, np.linspace(0.5, 1.5, ROWS).astype("float32")
-
-
-def _assert_state(model, expected):
-    np.testing.assert_allclose(model.layers[-1].kernel.numpy(), expected["kernel"], rtol=0,
-                               atol=1e-6)
-    np.testing.assert_allclose(model.layers[-1].bias.numpy(), expected["bias"], rtol=0, atol=1e-6)
-    stats = model.loss.gradient_statistics()
-    for key in ("positive", "negative"):
-        np.testing.assert_allclose(stats[key], expected[key], rtol=1e-5, err_msg=key)
-    assert model.loss.statistics.step_count() == expected["steps"]
+from backend_fixtures import (BATCH, FIXTURES, assert_saved_statistics, assert_state,
+                              fixture_data, fixture_model, record)
+from helpers import LOSS_KINDS
 
 
 @pytest.mark.parametrize("kind", LOSS_KINDS)
 def test_jax_trains_and_resumes_like_tensorflow(kind):
-    record = json.loads((FIXTURES / f"tf_{kind}.json").read_text())
-    features, labels, weights = _data(kind)
+    recorded = record(kind)
+    features, labels, weights = fixture_data(kind)
     fit = dict(sample_weight=weights, batch_size=BATCH, shuffle=False, verbose=0)
 
-    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(NUM_CLASSES)])
-    model.layers[-1].set_weights([np.array(record["initial"]["kernel"], np.float32),
-                                  np.array(record["initial"]["bias"], np.float32)])
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
-                  loss=make_loss(kind, num_classes=NUM_CLASSES))
+    model = fixture_model(kind, recorded)
     keras_eql.attach(model).fit(features, labels, epochs=2, **fit)
-    _assert_state(model, record["final"])
+    assert_state(model, recorded["final"])
 
     resumed = keras_eql.load_model(FIXTURES / f"tf_{kind}.keras")
-    stats = resumed.loss.gradient_statistics()
-    for key in ("positive", "negative"):
-        np.testing.assert_array_equal(stats[key], np.float32(record["saved"][key]), err_msg=key)
+    assert_saved_statistics(resumed, recorded)
     resumed.fit(features, labels, epochs=1, **fit)
-    _assert_state(resumed, record["final"])
+    assert_state(resumed, recorded["final"])
+
+
+# One per statistics kind (per-sample, gradient of the output).
+@pytest.mark.parametrize("kind", ["sigmoid_eql", "efl"])
+def test_a_torch_keras_file_resumes_under_jax(kind):
+    # tests/fixtures/make_resume_fixtures.py: PyTorch's first 4 steps.
+    recorded = record(kind)
+    features, labels, weights = fixture_data(kind)
+    # Its optimizer is saved as Keras's torch subclass, which needs torch to
+    # import; this venv has none, so the class is given by name.
+    resumed = keras_eql.load_model(FIXTURES / f"torch_{kind}.keras",
+                                   custom_objects={"SGD": keras.optimizers.SGD})
+    for key in ("positive", "negative"):
+        np.testing.assert_allclose(resumed.loss.gradient_statistics()[key],
+                                   recorded["saved"][key], rtol=1e-5, err_msg=key)
+    resumed.fit(features, labels, sample_weight=weights, batch_size=BATCH, epochs=1,
+                shuffle=False, verbose=0)
+    assert_state(resumed, recorded["final"])
 
 
 def test_a_tensorflow_file_of_statistics_format_1_is_reset_on_load():

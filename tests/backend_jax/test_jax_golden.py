@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from golden_cases import GOLDEN_NAMES, golden_case
+from golden_cases import GOLDEN_NAMES, assert_golden_step, golden_case
 
 
 def _case(name):
@@ -47,18 +47,7 @@ def test_golden_parity_jax(name, mode):
         # The values a training step hands back to the model's variables.
         for variable, new in zip(loss.statistics.variables, state):
             variable.assign(new)
-        np.testing.assert_allclose(float(value), golden["loss"][t], rtol=1e-5,
-                                   err_msg=f"loss, step {t}")
-        grad_scale = np.abs(golden["grad"][t]).max()
-        np.testing.assert_allclose(np.asarray(grad), golden["grad"][t], rtol=0,
-                                   atol=1e-5 * grad_scale, err_msg=f"grad, step {t}")
-        stats = loss.gradient_statistics()
-        np.testing.assert_allclose(stats["positive"], golden["pos_grad"][t], rtol=1e-5,
-                                   err_msg=f"positive, step {t}")
-        np.testing.assert_allclose(stats["negative"], golden["neg_grad"][t], rtol=1e-5,
-                                   err_msg=f"negative, step {t}")
-        np.testing.assert_allclose(stats["ratio"], golden["pos_neg"][t], rtol=1e-5,
-                                   err_msg=f"ratio, step {t}")
+        assert_golden_step(golden, t, value, grad, loss.gradient_statistics())
     assert loss.statistics.step_count() == len(inputs)
 
 

@@ -1,4 +1,4 @@
-"""`GradientStatisticsLogger`, the plots and the metrics under KERAS_BACKEND=jax, without TensorFlow.
+"""`GradientStatisticsLogger`, plots and metrics under KERAS_BACKEND=jax and =torch, without TensorFlow.
 
 The JAX trainer keeps the model's state outside the model during an epoch
 and syncs it back only at epoch ends, so the logger's mid-epoch rows are
@@ -61,7 +61,7 @@ def test_logger_csv_and_plots_show_the_loss_statistics(tmp_path):
     assert not np.allclose(_column(by_step[6], "positive"), _column(by_step[4], "positive"))
     assert not np.allclose(_column(by_step[6], "positive"), _column(by_step[8], "positive"))
 
-    pytest.importorskip("matplotlib", reason="the plots need matplotlib (make test-jax installs it)")
+    pytest.importorskip("matplotlib", reason="the plots need matplotlib (make test installs it)")
     from matplotlib.collections import PolyCollection
 
     figure = keras_eql.plot_gradient_statistics(model.loss, [40, 12, 6, 4, 2])
@@ -94,7 +94,7 @@ def test_tensorboard_output_without_tensorflow_says_what_to_install(tmp_path):
         keras_eql.GradientStatisticsLogger(log_dir=tmp_path)
 
 
-def test_grouped_accuracy_metric_under_jax():
+def test_grouped_accuracy_metric_off_tensorflow():
     """The docstring example of `GroupedAccuracy`, whose values the TF tests check too."""
     metric = keras_eql.metrics.GroupedAccuracy([500, 60, 5])
     metric.update_state(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 0]])
