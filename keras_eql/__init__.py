@@ -6,13 +6,13 @@ their ratio to re-balance later steps.
 
 Backends: everything under TensorFlow; under JAX and PyTorch, where
 `import keras_eql` imports neither TensorFlow nor the other backend (see
-`keras_eql._backend`), everything but `GradientStatistics` and
-`validate_labels`.
+`keras_eql._backend`), everything but `GradientStatistics`.
 """
 
 from keras_eql import _backend, baselines, callbacks, functional, layers, metrics, plotting, registry
 from keras_eql._backend import attach
 from keras_eql._base import EqualizationLoss
+from keras_eql._checks import validate_labels
 from keras_eql.callbacks import GradientStatisticsLogger
 from keras_eql._saving import load_model
 from keras_eql._model_losses import equalization_losses, gradient_statistics
@@ -43,14 +43,11 @@ from keras_eql.registry import available_losses, get
 # another backend they are not imported, so that `import keras_eql` needs no
 # TensorFlow there. `GradientStatistics` (with `capture`, the statistics of a
 # loss written with `keras_eql.functional`) updates state from a backward
-# pass, which a JAX step cannot do; `validate_labels` reads TensorFlow datasets.
-_TENSORFLOW_ONLY = {
-    "GradientStatistics": "keras_eql._statistics", "validate_labels": "keras_eql._targets",
-}
+# pass, which a JAX step cannot do.
+_TENSORFLOW_ONLY = {"GradientStatistics": "keras_eql._statistics"}
 
 if _backend.BACKEND == "tensorflow":
     from keras_eql._statistics import GradientStatistics
-    from keras_eql._targets import validate_labels
 else:
     def __getattr__(name):
         if name in _TENSORFLOW_ONLY:

@@ -54,7 +54,7 @@ def test_readme_figures_exist():
 
 
 @pytest.mark.parametrize("module_name", [
-    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._targets",
+    "keras_eql.functional", "keras_eql.losses", "keras_eql.layers", "keras_eql._checks",
     "keras_eql._backend"])
 def test_docstring_examples(module_name):
     module = __import__(module_name, fromlist=["_"])
