@@ -1,11 +1,15 @@
-"""The baseline and functional cases that TensorFlow records and JAX replays (no TensorFlow).
+"""The baseline and functional cases that TensorFlow records and JAX and PyTorch replay (no TensorFlow).
 
 tests/fixtures/make_baseline_fixtures.py evaluates every case under
 TensorFlow into tests/fixtures/tf_baselines.json;
-tests/backend_jax/test_jax_baselines.py evaluates the same cases under JAX
-and compares. Inputs are fixed NumPy arrays (seeded), so both sides see the
-same bits.
+tests/backend_jax/test_jax_baselines.py and
+tests/backend_torch/test_torch_baselines.py evaluate the same cases and
+compare (`assert_functional`, `fit_model`, `assert_fit_final`). Inputs are
+fixed NumPy arrays (seeded), so every side sees the same bits.
 """
+
+import json
+import pathlib
 
 import numpy as np
 
@@ -151,3 +155,46 @@ def reference_counts(labels, epochs):
     """NumPy: the counts after `epochs` of training on `labels` (background, ignored: none)."""
     counted = labels[(labels >= 0) & (labels < NUM_CLASSES)]
     return epochs * np.bincount(counted, minlength=NUM_CLASSES).astype("float32")
+
+
+RECORD_PATH = pathlib.Path(__file__).parent / "fixtures" / "tf_baselines.json"
+
+
+def recorded_results():
+    """TensorFlow's recorded results (`make_baseline_fixtures.py`)."""
+    return json.loads(RECORD_PATH.read_text())
+
+
+def assert_functional(outputs, recorded):
+    """`functional_cases`' outputs on this backend equal TensorFlow's `recorded` ones."""
+    import keras
+
+    assert sorted(outputs) == sorted(recorded)
+    for name, value in outputs.items():
+        parts = value if isinstance(value, tuple) else (value,)
+        expected = recorded[name] if isinstance(value, tuple) else [recorded[name]]
+        for part, want in zip(parts, expected, strict=True):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(part).astype(np.float64), want,
+                                       rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def fit_model(name, recorded):
+    """The linear model of fit case `name` at TensorFlow's initial weights, compiled; and its data."""
+    import keras
+
+    import keras_eql
+
+    cls, kwargs, label_key, width = FIT_CASES[name]
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(width)])
+    model.layers[-1].set_weights([np.array(recorded["initial"]["kernel"], np.float32),
+                                  np.array(recorded["initial"]["bias"], np.float32)])
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
+                  loss=getattr(keras_eql, cls)(**kwargs))
+    return model, fit_data(label_key)
+
+
+def assert_fit_final(model, expected):
+    """Weights (atol 1e-6) and counts (exact) equal TensorFlow's at the end of the fit."""
+    np.testing.assert_allclose(model.layers[-1].kernel.numpy(), expected["kernel"], atol=1e-6)
+    np.testing.assert_allclose(model.layers[-1].bias.numpy(), expected["bias"], atol=1e-6)
+    np.testing.assert_array_equal(model.loss.sample_counts(), expected["counts"])

@@ -8,20 +8,19 @@ NumPy reference, move only in training steps (no `attach` under PyTorch)
 and survive a `.keras` round trip, TensorFlow's file included.
 """
 
-import json
 import pathlib
 
-import keras
 import numpy as np
 import pytest
 import torch
 
 import keras_eql
-from baseline_cases import (COUNTS, FEATURES, FIT_BATCH, FIT_CASES, LEARNING_RATE, LOSS_CASES,
-                            NUM_CLASSES, fit_data, functional_cases, inputs, reference_counts)
+from baseline_cases import (COUNTS, FIT_BATCH, FIT_CASES, LOSS_CASES, NUM_CLASSES, assert_fit_final,
+                            assert_functional, fit_model, functional_cases, inputs,
+                            recorded_results, reference_counts)
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
-RECORD = json.loads((FIXTURES / "tf_baselines.json").read_text())
+RECORD = recorded_results()
 
 
 @pytest.fixture(scope="module")
@@ -45,37 +44,13 @@ def test_loss_and_gradient_equal_tensorflow(name, data):
 
 
 def test_functional_equals_tensorflow(data):
-    outputs = functional_cases(keras_eql, data)
-    assert sorted(outputs) == sorted(RECORD["functional"])
-    for name, value in outputs.items():
-        parts = value if isinstance(value, tuple) else (value,)
-        expected = RECORD["functional"][name]
-        expected = expected if isinstance(value, tuple) else [expected]
-        for part, want in zip(parts, expected, strict=True):
-            np.testing.assert_allclose(keras.ops.convert_to_numpy(part).astype(np.float64), want,
-                                       rtol=1e-5, atol=1e-7, err_msg=name)
-
-
-def _model(name, record):
-    cls, kwargs, label_key, width = FIT_CASES[name]
-    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(width)])
-    model.layers[-1].set_weights([np.array(record["initial"]["kernel"], np.float32),
-                                  np.array(record["initial"]["bias"], np.float32)])
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
-                  loss=getattr(keras_eql, cls)(**kwargs))
-    return model, fit_data(label_key)
-
-
-def _assert_final(model, expected):
-    np.testing.assert_allclose(model.layers[-1].kernel.numpy(), expected["kernel"], atol=1e-6)
-    np.testing.assert_allclose(model.layers[-1].bias.numpy(), expected["bias"], atol=1e-6)
-    np.testing.assert_array_equal(model.loss.sample_counts(), expected["counts"])
+    assert_functional(functional_cases(keras_eql, data), RECORD["functional"])
 
 
 @pytest.mark.parametrize("name", sorted(FIT_CASES))
 def test_fit_counts_and_trains_like_tensorflow(name):
     record = RECORD["fit"][name]
-    model, (features, labels) = _model(name, record)
+    model, (features, labels) = fit_model(name, record)
     fit = dict(batch_size=FIT_BATCH, shuffle=False, verbose=0)
     assert keras_eql.attach(model) is model  # a no-op under PyTorch
     model.fit(features, labels, epochs=1, **fit)
@@ -86,12 +61,12 @@ def test_fit_counts_and_trains_like_tensorflow(name):
         np.testing.assert_array_equal(model.loss.sample_counts(), reference_counts(labels, 1))
     model.fit(features, labels, epochs=1, **fit)
     np.testing.assert_array_equal(model.loss.sample_counts(), reference_counts(labels, 2))
-    _assert_final(model, record["final"])
+    assert_fit_final(model, record["final"])
 
 
 def test_counts_survive_a_keras_round_trip_and_resume_tensorflow_files(tmp_path):
     record = RECORD["fit"]["seesaw"]
-    model, (features, labels) = _model("seesaw", record)
+    model, (features, labels) = fit_model("seesaw", record)
     model.fit(features, labels, batch_size=FIT_BATCH, verbose=0)
     model.save(tmp_path / "seesaw.keras")
     loaded = keras_eql.load_model(tmp_path / "seesaw.keras")
@@ -100,11 +75,11 @@ def test_counts_survive_a_keras_round_trip_and_resume_tensorflow_files(tmp_path)
     resumed = keras_eql.load_model(FIXTURES / "tf_seesaw.keras")
     np.testing.assert_array_equal(resumed.loss.sample_counts(), record["saved_counts"])
     resumed.fit(features, labels, batch_size=FIT_BATCH, shuffle=False, verbose=0)
-    _assert_final(resumed, record["final"])
+    assert_fit_final(resumed, record["final"])
 
 
 def test_a_bad_label_gives_a_nan_step_that_counts_nothing():
-    model, (features, labels) = _model("logit_adjusted_online",
+    model, (features, labels) = fit_model("logit_adjusted_online",
                                        RECORD["fit"]["logit_adjusted_online"])
     bad = labels.copy()
     bad[5] = NUM_CLASSES  # no background label in a softmax loss
