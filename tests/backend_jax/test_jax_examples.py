@@ -1,59 +1,21 @@
-"""The examples under KERAS_BACKEND=jax: `--smoke` runs without TensorFlow, DataParallel, clear refusals.
+"""The examples under KERAS_BACKEND=jax: DataParallel and clear refusals.
 
-Each run is a fresh interpreter that runs the example's `main` and then
-checks that no TensorFlow module was imported (a JAX GPU host need not have
-TensorFlow). The DataParallel check runs the same smoke training on 2 host
+Each run is a fresh interpreter (tests/example_runs.py) that runs the
+example's `main` and then checks that no TensorFlow module was imported (a
+JAX GPU host need not have TensorFlow); the classification smoke run is in
+tests/backend_any. The DataParallel check runs the same smoke training on 2 host
 devices with and without `--strategy data_parallel` and compares the
 statistics the loss accumulated.
 """
 
-import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from example_runs import EXAMPLES, run_example
 
-EXAMPLES = REPO_ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
-
-_RUNNER = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-sys.path.insert(0, {examples!r})
-runpy.run_path(sys.argv[0], run_name="__main__")
-loaded = sorted(name for name in sys.modules if name.split(".")[0] == "tensorflow")
-assert not loaded, "TensorFlow was imported: " + ", ".join(loaded[:5])
-print("no tensorflow")
-"""
-
-
-def run_example(name, tmp_path, *flags, devices=1, tag="run"):
-    output = tmp_path / f"{name}_{tag}.json"
-    environment = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(REPO_ROOT),
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    environment.setdefault("JAX_PLATFORMS", "cpu")
-    completed = subprocess.run(
-        [sys.executable, "-c", _RUNNER.format(examples=str(EXAMPLES)), str(EXAMPLES / f"{name}.py"),
-         "--smoke", "--verbose", "0", "--output", str(output), *flags],
-        capture_output=True, text=True, timeout=400, cwd=tmp_path, env=environment)
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
-    assert completed.stdout.strip().endswith("no tensorflow")
-    return completed.stdout, json.loads(output.read_text())
-
-
-def test_classification_lt_smoke_trains_softmax_eql(tmp_path):
-    _, report = run_example("classification_lt", tmp_path, "--methods", "softmax_eql",
-                            "--imbalance-factor", "50")
-    row = report["results"]["softmax_eql"]
-    assert report["class_counts"][0] / report["class_counts"][-1] == pytest.approx(50, rel=0.02)
-    for key in ("overall", "head", "medium", "tail"):
-        assert 0.0 <= row[key] <= 1.0, (key, row[key])
-    assert row["statistics_steps"] == 512 // 64  # one epoch of the smoke subset, each step counted once
-
 
 def test_detection_lt_data_parallel_equals_one_device(tmp_path):
     """Same global batches on 2 host devices (DataParallel) and on 1: the same statistics.
