@@ -27,7 +27,7 @@ Why this arrangement (see docs/design.md): the backward function runs once per
 import numpy as np
 import tensorflow as tf
 
-from keras_eql._format import RATIO_EPSILON, STATISTICS_FORMAT
+from keras_eql._format import STATISTICS_FORMAT, StatisticsState
 
 
 def _replica_context():
@@ -85,7 +85,7 @@ def _variable(initial, name, synchronization, dtype=tf.float32):
     )
 
 
-class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
+class GradientStatistics(StatisticsState, tf.__internal__.tracking.AutoTrackable):
     """Accumulated per-class positive/negative gradient magnitudes.
 
     Updates are all-reduced (summed) over replicas explicitly, then written
@@ -128,63 +128,11 @@ class GradientStatistics(tf.__internal__.tracking.AutoTrackable):
             1.0, f"{name}/upstream_factor", tf.VariableSynchronization.ON_READ
         )
 
-    # -- reading -------------------------------------------------------------
-    def _current(self):
-        """`(positive, negative, steps)`, the initial state if their format is too old."""
-        positive = tf.convert_to_tensor(self.positive)
-        negative = tf.convert_to_tensor(self.negative)
-        steps = tf.convert_to_tensor(self.steps)
-        if self.minimum_format <= 1:
-            return positive, negative, steps
-        usable = tf.convert_to_tensor(self.format) >= float(self.minimum_format)
-        return (tf.where(usable, positive, 0.0), tf.where(usable, negative, 0.0),
-                tf.where(usable, steps, 0.0))
-
-    def is_stale(self):
-        """Whether the stored sums are of a format this loss cannot continue from."""
-        return bool(float(self.format.numpy()) < self.minimum_format
-                    and float(self.steps.numpy()) > 0)
-
-    def ratio(self):
-        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
-        positive, negative, _ = self._current()
-        ratio = tf.where(
-            positive + negative > 0.0,
-            positive / (negative + RATIO_EPSILON),
-            self.initial_ratio,
-        )
-        if self.clip_ratio:
-            ratio = tf.clip_by_value(ratio, 0.0, 1.0)
-        return ratio
-
-    def numpy(self):
-        """The statistics as NumPy arrays (`positive`, `negative`, `ratio`)."""
-        positive, negative, _ = self._current()
-        return {
-            "positive": np.asarray(positive.numpy()),
-            "negative": np.asarray(negative.numpy()),
-            "ratio": np.asarray(self.ratio().numpy()),
-        }
-
-    def step_count(self):
-        """Number of steps folded into the sums (0 for stale sums)."""
-        return float(self._current()[2].numpy())
-
-    # -- writing -------------------------------------------------------------
-    def reset(self):
-        """Back to the initial state (step 0 is the plain base loss again)."""
-        zeros = np.zeros([self.num_classes], np.float32)
-        self.positive.assign(zeros)
-        self.negative.assign(zeros)
-        self.steps.assign(0.0)
-        self.format.assign(float(STATISTICS_FORMAT))
-
-    def assign(self, positive, negative, steps):
-        """Overwrite the state with sums of the current format (used when loading)."""
-        self.positive.assign(np.asarray(positive, np.float32))
-        self.negative.assign(np.asarray(negative, np.float32))
-        self.steps.assign(np.asarray(steps, np.float32))
-        self.format.assign(float(STATISTICS_FORMAT))
+    # Reading, `reset` and `assign`: `StatisticsState` (`keras_eql._format`).
+    def _read(self):
+        # TensorFlow's own conversion: mirrored variables read in replica context.
+        return tuple(tf.convert_to_tensor(v)
+                     for v in (self.positive, self.negative, self.steps, self.format))
 
     def _accumulate(self, positive, negative, inputs_finite):
         # A non-finite input anywhere makes this replica's increments NaN, and

@@ -12,10 +12,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_eql._format import RATIO_EPSILON, STATISTICS_FORMAT
+from keras_eql._format import STATISTICS_FORMAT, StatisticsState
 
 
-class ForwardStatistics(keras.metrics.Metric):
+class ForwardStatistics(StatisticsState, keras.metrics.Metric):
     """Accumulated per-class positive/negative gradient magnitudes, as model state.
 
     The interface of `GradientStatistics` (`ratio`, `numpy`, `step_count`,
@@ -52,54 +52,7 @@ class ForwardStatistics(keras.metrics.Metric):
     def result(self):
         return {}
 
-    # -- reading -------------------------------------------------------------
-    def _read(self):
-        """The variables' values `(positive, negative, steps, format)` (a backend may copy)."""
-        return tuple(ops.convert_to_tensor(v)
-                     for v in (self.positive, self.negative, self.steps, self.format))
-
-    def _current(self):
-        positive, negative, steps, stored_format = self._read()
-        if self.minimum_format <= 1:
-            return positive, negative, steps
-        usable = stored_format >= float(self.minimum_format)
-        return (ops.where(usable, positive, 0.0), ops.where(usable, negative, 0.0),
-                ops.where(usable, steps, 0.0))
-
-    def is_stale(self):
-        return bool(float(self.format.numpy()) < self.minimum_format
-                    and float(self.steps.numpy()) > 0)
-
-    def ratio(self):
-        """`G_pos / (G_neg + 1e-10)`, or `initial_ratio` for untouched classes."""
-        positive, negative, _ = self._current()
-        ratio = ops.where(positive + negative > 0.0, positive / (negative + RATIO_EPSILON),
-                          self.initial_ratio)
-        return ops.clip(ratio, 0.0, 1.0) if self.clip_ratio else ratio
-
-    def numpy(self):
-        positive, negative, _ = self._current()
-        return {"positive": np.asarray(ops.convert_to_numpy(positive)),
-                "negative": np.asarray(ops.convert_to_numpy(negative)),
-                "ratio": np.asarray(ops.convert_to_numpy(self.ratio()))}
-
-    def step_count(self):
-        return float(ops.convert_to_numpy(self._current()[2]))
-
-    # -- writing -------------------------------------------------------------
-    def reset(self):
-        zeros = np.zeros([self.num_classes], np.float32)
-        self.positive.assign(zeros)
-        self.negative.assign(zeros)
-        self.steps.assign(0.0)
-        self.format.assign(float(STATISTICS_FORMAT))
-
-    def assign(self, positive, negative, steps):
-        self.positive.assign(np.asarray(positive, np.float32))
-        self.negative.assign(np.asarray(negative, np.float32))
-        self.steps.assign(np.asarray(steps, np.float32))
-        self.format.assign(float(STATISTICS_FORMAT))
-
+    # Reading, `reset` and `assign`: `StatisticsState` (`keras_eql._format`).
     def check_attached(self):
         """Called in Keras's symbolic build; nothing to check where the trainer is stateful."""
 
