@@ -49,20 +49,23 @@ def being_differentiated(y_pred):
     return bool(fired)
 
 
-class ForwardStatistics(_forward_state.ForwardStatistics):
-    """`_forward_state.ForwardStatistics` that knows whether a JAX step carries it.
+class _CarriedState:
+    """What JAX's statistics and class counts share: `attach` marks them, a step must carry them.
 
-    `attached` is set by `attach`; an update outside a stateless scope that
-    maps the variables raises instead of being lost.
+    `attached` is set by `attach` and checked in Keras's symbolic build; an
+    update outside a stateless scope that maps the variable raises instead
+    of being lost. A subclass names its state (`what`), the variable a step
+    must carry (`_carried`) and the loss argument that turns updates off.
     """
 
-    def __init__(self, num_classes, **options):
-        super().__init__(num_classes, **options)
-        # Set by `attach`; checked in Keras's symbolic build (see `check_attached`).
-        self.attached = False
+    what = opt_out = None
+    attached = False
+
+    def _carried(self):
+        raise NotImplementedError
 
     def check_attached(self):
-        """Raise if no model was ever given these statistics (`keras_eql.attach`).
+        """Raise if no model was ever given this state (`keras_eql.attach`).
 
         Called from Keras's symbolic build, which `fit()` and `evaluate()`
         run before their first step: an error raised later, while tracing
@@ -73,50 +76,42 @@ class ForwardStatistics(_forward_state.ForwardStatistics):
             raise RuntimeError(self._unattached_message())
 
     def _unattached_message(self):
-        return (f"loss '{self.loss_name}': its statistics are not part of the model's state, "
-                "so a training step would lose their update. Under the JAX backend call "
-                "`keras_eql.attach(model)` after `model.compile(...)` and again after "
-                "`keras.models.load_model(...)` (`keras_eql.load_model` does it).")
-
-    def check_update(self):
-        _check_mapped(self, self.positive, "statistics", "update_statistics=False")
-
-
-def _check_mapped(state, variable, what, opt_out):
-    """Raise if the running JAX step does not carry `variable`: its update would be lost."""
-    scope = get_stateless_scope()
-    if scope is None:
-        raise RuntimeError(
-            f"loss '{state.loss_name}': under JAX its {what} are updated inside a Keras "
-            "training step (model.fit, train_on_batch) of a model passed to "
-            "keras_eql.attach(model), or through loss.stateless_call(...) in a custom "
-            "loop; this call differentiates the loss outside both, so its update would be "
-            f"lost. Pass {opt_out} to differentiate it without them.")
-    if scope.get_current_value(variable) is None:
-        raise RuntimeError(state._unattached_message())
-
-
-class ForwardCounts(_forward_state.ForwardCounts):
-    """`_forward_state.ForwardCounts` that knows whether a JAX step carries it (as above)."""
-
-    def __init__(self, num_classes, *, name):
-        super().__init__(num_classes, name=name)
-        self.attached = False
-
-    def check_attached(self):
-        """Raise if no model was ever given these counts (`keras_eql.attach`)."""
-        if not self.attached:
-            raise RuntimeError(self._unattached_message())
-
-    def _unattached_message(self):
-        return (f"loss '{self.loss_name}': its class counts are not part of the model's state, "
+        return (f"loss '{self.loss_name}': its {self.what} are not part of the model's state, "
                 "so a training step would lose their update. Under the JAX backend call "
                 "`keras_eql.attach(model)` after `model.compile(...)` and again after "
                 "`keras.models.load_model(...)` (`keras_eql.load_model` does it), or pass "
-                "`update_counts=False`.")
+                f"`{self.opt_out}`.")
 
     def check_update(self):
-        _check_mapped(self, self.counts, "class counts", "update_counts=False")
+        """Raise if the running JAX step does not carry the state: its update would be lost."""
+        scope = get_stateless_scope()
+        if scope is None:
+            raise RuntimeError(
+                f"loss '{self.loss_name}': under JAX its {self.what} are updated inside a Keras "
+                "training step (model.fit, train_on_batch) of a model passed to "
+                "keras_eql.attach(model), or through loss.stateless_call(...) in a custom "
+                "loop; this call differentiates the loss outside both, so its update would be "
+                f"lost. Pass {self.opt_out} to differentiate it without them.")
+        if scope.get_current_value(self._carried()) is None:
+            raise RuntimeError(self._unattached_message())
+
+
+class ForwardStatistics(_CarriedState, _forward_state.ForwardStatistics):
+    """`_forward_state.ForwardStatistics` that knows whether a JAX step carries it."""
+
+    what, opt_out = "statistics", "update_statistics=False"
+
+    def _carried(self):
+        return self.positive
+
+
+class ForwardCounts(_CarriedState, _forward_state.ForwardCounts):
+    """`_forward_state.ForwardCounts` that knows whether a JAX step carries it."""
+
+    what, opt_out = "class counts", "update_counts=False"
+
+    def _carried(self):
+        return self.counts
 
 
 def make_statistics(num_classes, **options):
@@ -151,6 +146,16 @@ def _output_width(model, output_name):
     return None if not shape or shape[-1] is None else int(shape[-1])
 
 
+def _known_width(model, output_name, loss, what):
+    """The width of the output `loss` trains, or an error saying to pass `num_classes`."""
+    width = _output_width(model, output_name)
+    if width is None:
+        raise ValueError(
+            f"keras_eql.attach: {type(loss).__name__} '{loss.name}' has no {what} yet and the "
+            "model's output does not say its number of classes; pass `num_classes` to the loss.")
+    return width
+
+
 def _loss_state(model, output_name, loss):
     """The state `attach` makes model state for `loss` (built from the output's width), or None."""
     from keras_eql._base import EqualizationLoss
@@ -158,22 +163,11 @@ def _loss_state(model, output_name, loss):
 
     if isinstance(loss, EqualizationLoss):
         if loss.statistics is None:
-            width = _output_width(model, output_name)
-            if width is None:
-                raise ValueError(
-                    f"keras_eql.attach: {type(loss).__name__} '{loss.name}' has no statistics "
-                    "yet and the model's output does not say its number of classes; pass "
-                    "`num_classes` to the loss.")
-            loss._check_width(width)
+            loss._check_width(_known_width(model, output_name, loss, "statistics"))
         return loss.statistics
     if isinstance(loss, CountingLoss) and loss._given_counts is None:
         if loss.counts is None:
-            width = _output_width(model, output_name)
-            if width is None:
-                raise ValueError(
-                    f"keras_eql.attach: {type(loss).__name__} '{loss.name}' has no class counts "
-                    "yet and the model's output does not say its number of classes; pass "
-                    "`num_classes` to the loss.")
+            width = _known_width(model, output_name, loss, "class counts")
             loss._classes_known(width - loss._extra_columns())
         return loss.counts
     return None
