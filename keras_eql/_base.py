@@ -14,10 +14,10 @@ import warnings
 import keras
 import numpy as np
 from keras.src.backend.common.masking import get_keras_mask
-from keras.src.backend.common.stateless_scope import StatelessScope
 from keras.src.losses.loss import reduce_weighted_values, squeeze_or_expand_to_same_rank
 
 from keras_eql import _backend, _checks
+from keras_eql._backend._forward_state import call_with_state
 from keras_eql._format import STATISTICS_FORMAT
 
 if _backend.FORWARD_STATISTICS:
@@ -409,10 +409,8 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
             raise ValueError(
                 f"{type(self).__name__} '{self.name}' has no statistics yet: pass "
                 "`num_classes` or call the loss once.")
-        variables = list(self._statistics.variables)
-        with StatelessScope(state_mapping=list(zip(variables, statistics_variables))) as scope:
-            value = self(y_true, y_pred, sample_weight)
-        return value, [scope.get_current_value(v) for v in variables]
+        return call_with_state(self, self._statistics, statistics_variables, y_true, y_pred,
+                               sample_weight)
 
     # -- saving -------------------------------------------------------------
     def save_own_variables(self, store):

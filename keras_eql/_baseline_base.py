@@ -23,11 +23,11 @@ import keras
 import numpy as np
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
-from keras.src.backend.common.stateless_scope import StatelessScope
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 from keras.src.losses.loss import reduce_weighted_values
 
 from keras_eql import _backend, _checks
+from keras_eql._backend._forward_state import call_with_state
 
 if _backend.FORWARD_STATISTICS:
     _TRACKING_BASES = ()
@@ -354,10 +354,8 @@ class CountingLoss(BaselineLoss, *_TRACKING_BASES):
             raise ValueError(
                 f"{type(self).__name__} '{self.name}' has no counts to update: pass "
                 "`num_classes` (counts given as an argument are not state).")
-        variables = list(self._counts.variables)
-        with StatelessScope(state_mapping=list(zip(variables, counts_variables))) as scope:
-            value = self(y_true, y_pred, sample_weight)
-        return value, [scope.get_current_value(v) for v in variables]
+        return call_with_state(self, self._counts, counts_variables, y_true, y_pred,
+                               sample_weight)
 
     # -- saving -------------------------------------------------------------
     def save_own_variables(self, store):

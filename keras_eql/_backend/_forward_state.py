@@ -11,6 +11,7 @@ backend's module (`jax.py`, `torch.py`).
 import keras
 import numpy as np
 from keras import ops
+from keras.src.backend.common.stateless_scope import StatelessScope
 
 from keras_eql._format import STATISTICS_FORMAT, StatisticsState
 
@@ -130,3 +131,16 @@ class ForwardCounts(keras.metrics.Metric):
         """Add one step's `(C,)` counts."""
         self.check_update()
         self.counts.assign(ops.convert_to_tensor(self.counts) + ops.cast(step_counts, "float32"))
+
+
+def call_with_state(loss, state, values, y_true, y_pred, sample_weight):
+    """`loss(y_true, y_pred, sample_weight)` reading `state`'s variables from `values`.
+
+    Keras's stateless pattern (as `Layer.stateless_call`), for the losses'
+    `stateless_call`: returns `(loss value, new values)`, the update
+    returned instead of written.
+    """
+    variables = list(state.variables)
+    with StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+        value = loss(y_true, y_pred, sample_weight)
+    return value, [scope.get_current_value(v) for v in variables]
