@@ -345,14 +345,18 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
     def bad_label(self):
         """The first bad label or target a compiled step met since the last call, or None.
 
-        Under `jit_compile=True` the label checks cannot raise; such a step
-        returns a NaN loss, changes neither the weights (zero gradient) nor
-        the statistics, and is recorded here. `GradientStatisticsLogger`
-        raises it as an error. Not recorded yet under JAX or PyTorch (always
-        None there; such a step still has a NaN loss and changes nothing).
+        Under `jit_compile=True` (and always under JAX and PyTorch) the label
+        checks cannot raise; such a step returns a NaN loss, changes neither
+        the weights (zero gradient) nor the statistics, and is recorded here,
+        in training and evaluation. `GradientStatisticsLogger` raises it as
+        an error. Under JAX the record is made in a step that carries the
+        statistics (a model passed to `keras_eql.attach`, `stateless_call`)
+        or in an eager call.
         """
-        if self._statistics is None or self._bad_labels is None:
+        if self._statistics is None:
             return None
+        if self._bad_labels is None:
+            return self._statistics.pop_bad_label()
         return self._bad_labels.pop()
 
     def expected_labels(self):

@@ -190,7 +190,7 @@ class BaselineLoss(keras.losses.Loss):
         y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
         num_classes = self._class_columns(y_pred)
         sparse = _forward._is_sparse(y_true, y_pred)
-        targets, valid, ok = _forward.prepare(
+        targets, valid, ok, _ = _forward.prepare(
             label, y_true, y_pred, num_classes=num_classes, ignore_class=self.ignore_class,
             allow_background=self._allow_background, binary=self._binary_targets)
         logits = y_pred

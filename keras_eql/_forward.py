@@ -37,19 +37,35 @@ def _compatible(shape, expected):
         a is None or b is None or a == b for a, b in zip(shape, expected))
 
 
+def _first_failure(values, good):
+    """The first of `values` where `good` is False, as float32 (NaN if none).
+
+    Branch-free (a compiled step cannot branch on values cheaply under
+    PyTorch): one argmin over the flattened verdicts, with a NaN sentinel
+    appended so that an all-good or empty input picks it.
+    """
+    values = ops.concatenate([ops.reshape(ops.cast(values, "float32"), (-1,)),
+                              ops.full((1,), float("nan"))])
+    good = ops.concatenate([ops.reshape(ops.cast(good, "int32"), (-1,)),
+                            ops.zeros((1,), "int32")])
+    return ops.take(values, ops.argmin(good))
+
+
 def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_background, binary):
     """Dense float32 targets, the rows' validity and the step's label verdict.
 
     The checks of `keras_eql._targets.prepare`: shapes raise at once; label
     and target values cannot raise inside a compiled step, so, as under
     TensorFlow's XLA, a bad value makes `ok` False (the caller returns a NaN
-    loss with a zero gradient and leaves the statistics alone).
+    loss with a zero gradient, leaves the statistics alone and records the
+    value for `EqualizationLoss.bad_label`).
 
     Returns:
-        `(targets, valid, ok)`: float32 targets `(..., K)` (ignored rows as
-        background, or as class 0 without a background label), the boolean
-        mask of the counted rows (None when no row can be ignored) and a
-        scalar boolean.
+        `(targets, valid, ok, first_bad)`: float32 targets `(..., K)`
+        (ignored rows as background, or as class 0 without a background
+        label), the boolean mask of the counted rows (None when no row can
+        be ignored), a scalar boolean and the first bad label or target
+        value (float32 scalar, NaN when `ok`).
     """
     width = y_pred.shape[-1]
     if not _is_sparse(y_true, y_pred):
@@ -60,10 +76,10 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_backg
                 f"{tuple(y_pred.shape[:-1])} or dense targets of shape {tuple(y_pred.shape)}.")
         targets = ops.cast(y_true, "float32")
         if binary:
-            ok = ops.all((targets == 0.0) | (targets == 1.0))
+            good = (targets == 0.0) | (targets == 1.0)
         else:
-            ok = ops.all((targets >= 0.0) & (targets <= 1.0))
-        return targets, None, ok
+            good = (targets >= 0.0) & (targets <= 1.0)
+        return targets, None, ops.all(good), _first_failure(targets, good)
     if len(y_true.shape) == len(y_pred.shape):
         y_true = ops.squeeze(y_true, -1)
     if not _compatible(tuple(y_true.shape), tuple(y_pred.shape[:-1])):
@@ -79,7 +95,8 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_backg
     if ignore_class is not None:
         valid = labels != int(ignore_class)
         in_range = in_range | ~valid
-    ok = ops.all(in_range & (raw == ops.cast(labels, "float32")))
+    good = in_range & (raw == ops.cast(labels, "float32"))
+    ok, first_bad = ops.all(good), _first_failure(raw, good)
     if valid is not None:
         labels = ops.where(valid, labels, num_classes if allow_background else 0)
     # A bad label has made `ok` False; clipped, it cannot reach one_hot out of
@@ -87,7 +104,7 @@ def prepare(loss_name, y_true, y_pred, *, num_classes, ignore_class, allow_backg
     labels = ops.clip(labels, 0, num_classes)
     # Label C is an all-negative row (the objectness column's positive).
     targets = ops.one_hot(labels, num_classes + 1, dtype="float32")[..., :width]
-    return targets, valid, ok
+    return targets, valid, ok, first_bad
 
 
 def _own_copy(sample_weight):
@@ -148,10 +165,11 @@ def _inputs_finite(logits, valid):
 
 
 def _row_values(loss, y_true, y_pred):
-    """`(y_pred, rows, local, positive, valid, ok)` of one call.
+    """`(y_pred, rows, local, positive, valid, ok, first_bad)` of one call.
 
     `rows` are in the loss's dtype, 0 on ignored rows and NaN on a step with
-    a bad label; `local` is their analytic derivative (float32).
+    a bad label; `local` is their analytic derivative (float32); `first_bad`
+    the first bad label or target value (NaN when `ok`).
     """
     label = type(loss).__name__
     y_pred = ops.convert_to_tensor(y_pred, dtype=loss.dtype)
@@ -160,7 +178,7 @@ def _row_values(loss, y_true, y_pred):
         raise ValueError(f"{label}: the class axis of the logits must be static, got shape "
                          f"{tuple(y_pred.shape)}.")
     loss._check_width(y_pred.shape[-1])
-    targets, valid, ok = prepare(
+    targets, valid, ok, first_bad = prepare(
         label, y_true, y_pred, num_classes=loss.num_classes, ignore_class=loss.ignore_class,
         allow_background=loss._allow_background, binary=loss._binary_targets)
     logits = y_pred if valid is None else ops.where(valid[..., None], y_pred, 0.0)
@@ -174,7 +192,7 @@ def _row_values(loss, y_true, y_pred):
     rows = ops.cast(ops.where(ok, rows, float("nan")), loss.dtype)
     if valid is not None:
         rows = ops.where(valid, rows, 0.0)
-    return y_pred, rows, local, positive, valid, ok
+    return y_pred, rows, local, positive, valid, ok, first_bad
 
 
 def row_losses(loss, y_true, y_pred):
@@ -189,11 +207,15 @@ def call(loss, y_true, y_pred, sample_weight=None):
     _checks.check_logits_dtype(label, y_pred)
     input_mask = get_keras_mask(y_pred)
     differentiated = loss.update_statistics and _backend.being_differentiated(y_pred)
-    y_pred, rows, local, positive, valid, ok = _row_values(loss, y_true, y_pred)
-    if loss.update_statistics and in_symbolic_scope():
-        # Keras's symbolic build: the last moment to say that `attach` is
-        # missing while the model still holds its variables.
-        loss._statistics.check_attached()
+    y_pred, rows, local, positive, valid, ok, first_bad = _row_values(loss, y_true, y_pred)
+    if in_symbolic_scope():
+        if loss.update_statistics:
+            # Keras's symbolic build: the last moment to say that `attach` is
+            # missing while the model still holds its variables.
+            loss._statistics.check_attached()
+    else:
+        # In training and evaluation alike, as TensorFlow's `BadLabelMonitor`.
+        loss._statistics.record_bad_label(ok, first_bad)
     mask = valid
     if input_mask is not None:
         mask = input_mask if mask is None else (ops.cast(input_mask, "bool") & mask)

@@ -236,6 +236,8 @@ class GradientStatisticsLogger(keras.callbacks.Callback):
 
     def _raise_bad_labels(self):
         """Raise the first bad label a compiled step recorded (read between steps)."""
+        if self._losses:
+            self.model  # noqa: B018 -- under JAX reading it syncs the step's state back
         for name, loss in self._losses.items():
             value = loss.bad_label()
             if value is None:

@@ -42,6 +42,12 @@ class ForwardStatistics(StatisticsState, keras.metrics.Metric):
         self.negative = self.add_variable(shape, "zeros", "float32", name="negative_gradients")
         self.steps = self.add_variable((), "zeros", "float32", name="steps")
         self.format = self.add_variable((), "ones", "float32", name="statistics_format")
+        # A diagnostic beside the statistics, never saved (the loss saves
+        # its statistics by name): the first bad label a step met, NaN while
+        # none. It lives here because under JAX only a tracked Metric's
+        # variables are carried through a step.
+        self.first_bad_label = self.add_variable(
+            (), keras.initializers.Constant(float("nan")), "float32", name="first_bad_label")
 
     # -- Keras's metric protocol: inert --------------------------------------
     def update_state(self, *args, **kwargs):
@@ -59,6 +65,23 @@ class ForwardStatistics(StatisticsState, keras.metrics.Metric):
 
     def check_update(self):
         """Called before an update is written; raise where it would be lost (JAX)."""
+
+    def can_record(self, ok):
+        """Whether `record_bad_label` may write now (JAX: only where the step carries it)."""
+        return True
+
+    def record_bad_label(self, ok, value):
+        """Keep `value` if the step's labels are not `ok` and none was recorded before."""
+        if not self.can_record(ok):
+            return
+        current = ops.convert_to_tensor(self.first_bad_label)
+        self.first_bad_label.assign(ops.where(ops.isnan(current) & ~ok, value, current))
+
+    def pop_bad_label(self):
+        """The recorded bad label (None if none), cleared."""
+        value = float(ops.convert_to_numpy(self.first_bad_label))
+        self.first_bad_label.assign(float("nan"))
+        return None if np.isnan(value) else value
 
     def accumulate_sums(self, positive, negative, *, inputs_finite=None):
         """Fold one step's `(C,)` sums in; a step with anything non-finite adds nothing."""

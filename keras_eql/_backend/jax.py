@@ -104,6 +104,18 @@ class ForwardStatistics(_CarriedState, _forward_state.ForwardStatistics):
     def _carried(self):
         return self.positive
 
+    def can_record(self, ok):
+        """A bad label is recorded where the step carries the state, or in an eager call.
+
+        Never an error: the record is a diagnostic (a step whose loss is not
+        differentiated, or a model without `attach` and with
+        `update_statistics=False`, still gets its NaN loss).
+        """
+        scope = get_stateless_scope()
+        if scope is None:  # traced outside a step: assigning would leak a tracer
+            return not isinstance(ok, jax.core.Tracer)
+        return scope.get_current_value(self._carried()) is not None
+
 
 class ForwardCounts(_CarriedState, _forward_state.ForwardCounts):
     """`_forward_state.ForwardCounts` that knows whether a JAX step carries it."""

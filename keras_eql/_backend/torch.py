@@ -44,6 +44,11 @@ class TorchStatistics(ForwardStatistics):
                      for variable in (self.positive, self.negative, self.steps, self.format))
 
     @torch.compiler.disable
+    def record_bad_label(self, ok, value):
+        with torch.no_grad():
+            super().record_bad_label(ok.detach(), value.detach())
+
+    @torch.compiler.disable
     def accumulate_sums(self, positive, negative, *, inputs_finite=None):
         with torch.no_grad():
             super().accumulate_sums(positive.detach(), negative.detach(),
