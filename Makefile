@@ -51,7 +51,7 @@ $(TORCH_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_PY) -m pip install --quiet --upgrade pip
 	$(TORCH_PY) -m pip install --quiet --no-deps -e .
-	$(TORCH_PY) -m pip install --quiet '$(TORCH_PIN)' $(TORCH_REQUIREMENTS) pytest pytest-timeout matplotlib
+	$(TORCH_PY) -m pip install --quiet '$(TORCH_PIN)' $(TORCH_REQUIREMENTS) pytest pytest-timeout matplotlib pycocotools
 	touch $@
 
 venv: $(TEST_STAMP)

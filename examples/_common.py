@@ -145,6 +145,20 @@ def parse_synthetic_args(parser, argv, methods, *, smoke_scale, smoke_batch_size
     return args
 
 
+def _static_shapes_under_torch_compile():
+    """Compile one graph per batch shape under PyTorch, as XLA does.
+
+    torch.compile re-traces a step whose shapes changed (the last, smaller
+    batch; evaluation) with symbolic sizes, and torch 2.13's inductor fails
+    to lower Keras's "same"-padded strided convolution at symbolic sizes
+    (`LoweringException: ValueRangeError: Invalid ranges [0:-1]`, measured
+    on detection_lt.py). With static shapes each new shape compiles anew.
+    """
+    import torch
+
+    torch._dynamo.config.automatic_dynamic_shapes = False
+
+
 def resolve_strategy(name, jit_compile):
     """The distribution for a `--strategy` value.
 
@@ -167,6 +181,8 @@ def resolve_strategy(name, jit_compile):
             than TensorFlow, or `data_parallel` under TensorFlow, with a
             message saying what to do instead.
     """
+    if jit_compile and backend() == "torch":
+        _static_shapes_under_torch_compile()
     if name == "default":
         return None, jit_compile
     if name not in STRATEGIES:
