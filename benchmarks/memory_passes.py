@@ -19,8 +19,11 @@ one that runs on valid one-hot rows (the dense `targets="any"` path's label
 branch; the checks' no-error branch). Counts are for XLA's CPU backend in
 this TensorFlow; another backend fuses differently.
 
+`--buffers FILE` writes each program's buffer list: every materialised
+(N, C) array, what its fusion computes and which instructions read it.
+
 Example:
-    python benchmarks/memory_passes.py --rows 512 --classes 1203
+    python benchmarks/memory_passes.py --rows 512 --classes 1203 --buffers buffers.txt
 """
 
 import argparse
@@ -62,6 +65,77 @@ def _computations(hlo):
     return bodies
 
 
+def _instructions(body):
+    """`(name, shape, opcode, operands, call)` of every instruction of a computation body."""
+    for line in body.splitlines():
+        line = line.strip()
+        if " = " not in line:
+            continue
+        name, rest = line.split(" = ", 1)
+        name = name.replace("ROOT ", "").strip()
+        if rest.startswith("("):  # a tuple shape, whose elements are separated by ", "
+            depth = 0
+            for end, character in enumerate(rest):
+                depth += {"(": 1, ")": -1}.get(character, 0)
+                if depth == 0:
+                    break
+            shape, call = rest[:end + 1], rest[end + 1:].lstrip()
+        else:
+            shape, _, call = rest.partition(" ")
+        opcode = call.split("(", 1)[0]
+        operands = re.findall(r"%[\w.\-]+", call.split(")", 1)[0]) if "(" in call else []
+        yield name, shape, opcode, operands, call
+
+
+def _branch(call):
+    """The computation a `conditional` counts: `tf.cond`'s first function (see `count_passes`)."""
+    return re.search(r"(?:true_computation=|branch_computations=\{)(%[\w.\-]+)", call).group(1)
+
+
+def _fused_ops(call, bodies):
+    """Sorted distinct opcodes inside a fusion's computation (what the buffer's pass computes)."""
+    called = re.search(r"calls=(%[\w.\-]+)", call)
+    if not called or called.group(1) not in bodies:
+        return []
+    inner = {opcode for _, _, opcode, _, _ in _instructions(bodies[called.group(1)])}
+    return sorted(inner - {"parameter", "constant", "bitcast", "broadcast", "tuple",
+                           "get-tuple-element"})
+
+
+def buffer_list(hlo, size, computation="ENTRY", bodies=None):
+    """The materialised arrays of `size` elements of one computation, in program order.
+
+    Each entry: `name`, `opcode`, `shape`, `ops` (for a fusion, the opcodes
+    it computes), `reads` (the `size`-element operands it reads) and
+    `readers` (the instructions that read it). A `conditional` contributes
+    its counted branch's buffers, prefixed with the branch's name.
+    """
+    bodies = _computations(hlo) if bodies is None else bodies
+    big, entries = {}, []
+    for name, shape, opcode, operands, call in _instructions(bodies[computation]):
+        reads = [operand for operand in operands if operand in big]
+        if opcode not in ("tuple", "get-tuple-element", "bitcast"):
+            for operand in reads:
+                if big[operand] is not None:
+                    big[operand]["readers"].append(name)
+        if opcode == "conditional":
+            branch = _branch(call)
+            for entry in buffer_list(hlo, size, branch, bodies):
+                entries.append(dict(entry, name=f"{branch}/{entry['name']}"))
+        holds_big = size in _elements(shape)
+        if not holds_big:
+            continue
+        if opcode in _FREE + ("conditional",):
+            big[name] = None  # an input or a view: read, not written here
+            continue
+        entry = {"name": name, "opcode": opcode, "shape": shape,
+                 "ops": _fused_ops(call, bodies) if opcode == "fusion" else [],
+                 "reads": reads, "readers": []}
+        big[name] = entry
+        entries.append(entry)
+    return entries
+
+
 def count_passes(hlo, size, computation="ENTRY", bodies=None):
     """`(writes, reads)` of arrays with `size` elements in one computation.
 
@@ -72,27 +146,28 @@ def count_passes(hlo, size, computation="ENTRY", bodies=None):
     bodies = _computations(hlo) if bodies is None else bodies
     big = set()
     writes = reads = 0
-    for line in bodies[computation].splitlines():
-        line = line.strip()
-        if " = " not in line:
-            continue
-        name, rest = line.split(" = ", 1)
-        name = name.replace("ROOT ", "").strip()
-        shape, _, call = rest.partition(" ")
-        opcode = call.split("(", 1)[0]
-        holds_big = size in _elements(shape)
-        operands = re.findall(r"%[\w.\-]+", call.split(")", 1)[0]) if "(" in call else []
+    for name, shape, opcode, operands, call in _instructions(bodies[computation]):
         if opcode == "conditional":
-            branch = re.search(r"(?:true_computation=|branch_computations=\{)(%[\w.\-]+)", call)
-            branch_writes, branch_reads = count_passes(hlo, size, branch.group(1), bodies)
+            branch_writes, branch_reads = count_passes(hlo, size, _branch(call), bodies)
             writes, reads = writes + branch_writes, reads + branch_reads
         elif opcode not in ("tuple", "get-tuple-element", "bitcast"):
             reads += sum(1 for operand in operands if operand in big)
-        if holds_big:
+        if size in _elements(shape):
             big.add(name)
             if opcode not in _FREE + ("conditional",):
                 writes += 1
     return writes, reads
+
+
+def format_buffers(variant, entries):
+    """A readable buffer list of one program (one line a buffer)."""
+    lines = [f"# {variant}: {len(entries)} materialised (N, C) buffers, forward + backward"]
+    for entry in entries:
+        what = f"{entry['opcode']}[{', '.join(entry['ops'])}]" if entry["ops"] else entry["opcode"]
+        lines.append(f"{entry['name']} = {entry['shape']} {what}")
+        lines.append(f"    reads (N, C): {', '.join(entry['reads']) or '-'}; "
+                     f"read by: {', '.join(entry['readers']) or '- (output)'}")
+    return "\n".join(lines) + "\n"
 
 
 def _targets(kind, rows, width, key):
@@ -129,9 +204,10 @@ def rows_of(args):
                  "SparseCategoricalCrossentropy"):
         kind = {"BinaryFocalCrossentropy": "quality"}.get(name, "dense")
         key = "softmax_eql" if name.startswith("Sparse") else None
-        writes, reads = count_passes(program(counterpart(name), _targets(kind, rows, width, key),
-                                             logits), size)
-        out.append({"variant": name, "writes": writes, "reads": reads})
+        hlo = program(counterpart(name), _targets(kind, rows, width, key), logits)
+        writes, reads = count_passes(hlo, size)
+        out.append({"variant": name, "writes": writes, "reads": reads,
+                    "buffers": buffer_list(hlo, size)})
     for key, (cls, counterparts) in LOSSES.items():
         layouts = ["sparse"] if key == "softmax_eql" else ["sparse", "dense", "one_hot"]
         for labels in layouts:
@@ -143,7 +219,7 @@ def rows_of(args):
                 writes, reads = count_passes(hlo, size)
                 out.append({"variant": f"{cls.__name__}[{labels}" + ("]" if statistics else ",no-stats]"),
                             "loss": key, "counterparts": counterparts, "writes": writes,
-                            "reads": reads})
+                            "reads": reads, "buffers": buffer_list(hlo, size)})
     return out
 
 
@@ -152,6 +228,8 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--classes", type=int, default=1203)
     parser.add_argument("--json")
+    parser.add_argument("--buffers", metavar="FILE",
+                        help="write every program's list of (N, C) buffers (optimized HLO) here")
     args = parser.parse_args(argv)
     results = rows_of(args)
     by_name = {r["variant"]: r for r in results}
@@ -163,6 +241,11 @@ def main(argv=None):
         others = ", ".join(f"{name} {by_name[name]['writes'] + by_name[name]['reads']}"
                            for name in r.get("counterparts", []))
         print(f"{r['variant']:52s} {r['writes']:6d} {r['reads']:6d} {passes:6d}   {others}")
+    if args.buffers:
+        with open(args.buffers, "w") as handle:
+            handle.write(f"# (N, C) = ({args.rows}, {args.classes}), XLA CPU, optimized HLO "
+                         "(benchmarks/memory_passes.py)\n\n")
+            handle.write("\n".join(format_buffers(r["variant"], r["buffers"]) for r in results))
     if args.json:
         _timing.write_json(args.json, {"machine": _timing.machine(), "arguments": vars(args),
                                        "results": results})

@@ -96,3 +96,50 @@ def test_kerashub_step_smoke_run_compares_efl_with_kerashub_focal(tmp_path):
     assert against == {("EqualizedFocalLoss[one_hot]", "focal (KerasHub)")}
     assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in payload["ratios"])
     assert "## ratios" in stdout
+
+
+def test_memory_passes_buffer_list_agrees_with_the_pass_count():
+    """`memory_passes.py`'s buffer list (issue #15's HLO evidence) is the count, buffer by buffer."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import memory_passes
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_eql
+
+    rows, width = 24, 37  # no other array of the program has rows x width elements
+    logits = tf.constant(np.random.default_rng(1).normal(0, 2, (rows, width)).astype(np.float32))
+    for update_statistics in (True, False):
+        loss = keras_eql.EqualizedFocalLoss(num_classes=width, update_statistics=update_statistics)
+        hlo = memory_passes.program(loss, memory_passes._targets("sparse", rows, width, None), logits)
+        writes, reads = memory_passes.count_passes(hlo, rows * width)
+        buffers = memory_passes.buffer_list(hlo, rows * width)
+        assert len(buffers) == writes > 0
+        assert sum(len(entry["reads"]) for entry in buffers) <= reads
+        text = memory_passes.format_buffers("EFL", buffers)
+        assert text.count(f"f32[{rows},{width}]") >= writes
+        # The gradient w.r.t. the logits is an output: some buffer is read by nothing.
+        assert any(not entry["readers"] for entry in buffers)
+        assert all(entry["ops"] for entry in buffers if entry["opcode"] == "fusion")
+
+
+def test_memory_passes_reads_tuple_shapes_as_free():
+    """A tuple-shaped instruction (its shape has spaces) is neither a write nor a buffer."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import memory_passes
+
+    hlo = "\n".join([
+        "%fused (p: f32[4,3]) -> f32[4,3] {",
+        "  %p = f32[4,3]{1,0} parameter(0)",
+        "  ROOT %e = f32[4,3]{1,0} exponential(%p)",
+        "}",
+        "ENTRY %main (a: f32[4,3]) -> f32[4,3] {",
+        "  %a = f32[4,3]{1,0} parameter(0)",
+        "  %r = f32[4]{0} parameter(1)",
+        "  %t = (f32[4,3]{1,0}, f32[4]{0}) tuple(%a, %r)",
+        "  ROOT %f = f32[4,3]{1,0} fusion(%a), kind=kLoop, calls=%fused",
+        "}",
+    ])
+    assert memory_passes.count_passes(hlo, 12) == (1, 1)
+    (entry,) = memory_passes.buffer_list(hlo, 12)
+    assert (entry["name"], entry["ops"], entry["reads"]) == ("%f", ["exponential"], ["%a"])
