@@ -33,7 +33,6 @@ import _common
 import _detection
 import _synthetic
 import numpy as np
-import keras
 from keras import ops
 
 import keras_eql

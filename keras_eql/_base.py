@@ -123,6 +123,10 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
     _per_sample_statistics = False
     # The oldest `STATISTICS_FORMAT` whose stored sums this loss continues.
     _minimum_statistics_format = 1
+    # True: a NaN/inf logit makes its row's loss NaN, which the fused kernel
+    # checks in its backward pass (`_fused._binary_rows`); False: the
+    # statistics' update reads the logits' finiteness itself.
+    _rows_nan_on_non_finite_logits = False
 
     def __init__(self, *, num_classes=None, ignore_class=None, background=None, decay=None,
                  update_statistics=True, reduction="sum_over_batch_size",
@@ -324,8 +328,10 @@ class EqualizationLoss(keras.losses.Loss, *_TRACKING_BASES):
         on_column_sums = None
         if self.update_statistics:
             # A bad label (possible only under XLA) drops the step like a NaN.
-            on_column_sums = self._column_sums_hook(
-                _inputs_finite(y_pred, valid) & tf.stop_gradient(verdict.ok))
+            inputs_ok = tf.stop_gradient(verdict.ok)
+            if not self._rows_nan_on_non_finite_logits:
+                inputs_ok = _inputs_finite(y_pred, valid) & inputs_ok
+            on_column_sums = self._column_sums_hook(inputs_ok)
         if valid is not None:
             # NaN/inf logits of ignored rows must not leak into the gradient.
             logits = tf.where(valid[..., None], logits, tf.zeros_like(logits))

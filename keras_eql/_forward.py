@@ -15,6 +15,8 @@ never reach the forward pass); a step with a non-finite logit, a bad label
 or non-finite sums is dropped whole.
 """
 
+from typing import NamedTuple
+
 from keras import ops
 from keras.src.backend.common.masking import get_keras_mask
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
@@ -164,13 +166,21 @@ def _inputs_finite(logits, valid):
     return ops.isfinite(ops.sum(row_sums))
 
 
-def _row_values(loss, y_true, y_pred):
-    """`(y_pred, rows, local, positive, valid, ok, first_bad)` of one call.
+class _Rows(NamedTuple):
+    """What one call of a loss computes before its reduction (`_row_values`)."""
 
-    `rows` are in the loss's dtype, 0 on ignored rows and NaN on a step with
-    a bad label; `local` is their analytic derivative (float32); `first_bad`
-    the first bad label or target value (NaN when `ok`).
-    """
+    y_pred: object  # the logits in the loss's dtype
+    rows: object  # row losses in the loss's dtype: 0 on ignored rows, NaN on a bad step
+    local: object  # float32 analytic derivative of the rows w.r.t. the logits
+    positive: object  # boolean positives mask
+    valid: object  # boolean mask of the counted rows, or None
+    ok: object  # scalar bool: every label or target value is valid
+    first_bad: object  # the first bad label or target value (NaN when `ok`)
+    finite: object  # scalar bool: the statistics may take this step
+
+
+def _row_values(loss, y_true, y_pred):
+    """The `_Rows` of one call."""
     label = type(loss).__name__
     y_pred = ops.convert_to_tensor(y_pred, dtype=loss.dtype)
     y_true = ops.convert_to_tensor(y_true, dtype=loss.dtype)
@@ -184,6 +194,14 @@ def _row_values(loss, y_true, y_pred):
     logits = y_pred if valid is None else ops.where(valid[..., None], y_pred, 0.0)
     rows, local, positive = loss._forward_rows(targets, ops.cast(logits, "float32"),
                                                loss._statistics)
+    if loss._rows_nan_on_non_finite_logits:
+        # As the TensorFlow kernel (and Keras's BCE): a NaN/inf logit, even
+        # one whose element loss is finite, makes its row NaN, and the
+        # statistics read the logits' finiteness from the rows.
+        rows = ops.where(ops.all(ops.isfinite(logits), axis=-1), rows, float("nan"))
+        finite = ok & ops.all(ops.isfinite(rows if valid is None else ops.where(valid, rows, 0.0)))
+    else:
+        finite = ok & _inputs_finite(y_pred, valid)
     normalizer = loss._forward_normalizer(targets, valid)
     if normalizer is not None:
         rows = rows / normalizer
@@ -192,13 +210,13 @@ def _row_values(loss, y_true, y_pred):
     rows = ops.cast(ops.where(ok, rows, float("nan")), loss.dtype)
     if valid is not None:
         rows = ops.where(valid, rows, 0.0)
-    return y_pred, rows, local, positive, valid, ok, first_bad
+    return _Rows(y_pred, rows, local, positive, valid, ok, first_bad, finite)
 
 
 def row_losses(loss, y_true, y_pred):
     """`EqualizationLoss.call` on a forward-statistics backend: the rows, no statistics."""
     _checks.check_logits_dtype(type(loss).__name__, y_pred)
-    return _row_values(loss, y_true, y_pred)[1]
+    return _row_values(loss, y_true, y_pred).rows
 
 
 def call(loss, y_true, y_pred, sample_weight=None):
@@ -207,7 +225,8 @@ def call(loss, y_true, y_pred, sample_weight=None):
     _checks.check_logits_dtype(label, y_pred)
     input_mask = get_keras_mask(y_pred)
     differentiated = loss.update_statistics and _backend.being_differentiated(y_pred)
-    y_pred, rows, local, positive, valid, ok, first_bad = _row_values(loss, y_true, y_pred)
+    y_pred, rows, local, positive, valid, ok, first_bad, finite = _row_values(loss, y_true,
+                                                                              y_pred)
     if in_symbolic_scope():
         if loss.update_statistics:
             # Keras's symbolic build: the last moment to say that `attach` is
@@ -236,6 +255,5 @@ def call(loss, y_true, y_pred, sample_weight=None):
                                                    loss.reduction)
         positive_sum, negative_sum = column_sums(
             ops.stop_gradient(local), positive, coefficients, loss.num_classes)
-        finite = ok & _inputs_finite(y_pred, valid)
         loss._statistics.accumulate_sums(positive_sum, negative_sum, inputs_finite=finite)
     return value

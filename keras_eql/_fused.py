@@ -336,6 +336,17 @@ def _with_dependencies(gradient, updates, dtype):
     return tf.cast(gradient, dtype)
 
 
+def _nan_unless_finite(loss, z):
+    """`loss` with NaN where the logit is NaN or infinite.
+
+    As Keras's own BCE and focal losses report a non-finite logit (a NaN
+    loss; a finite logit is unaffected). It also lets the backward pass see
+    every logit's finiteness in the rows' loss, an `(R,)` vector, instead of
+    reading the `(R, K)` logits once more (`_binary_rows`).
+    """
+    return tf.where(tf.math.is_finite(z), loss, np.nan)
+
+
 def _gather_rows(matrix, index):
     """`matrix[i, index_i]` of an `(R, K)` tensor and `(R,)` indices."""
     return tf.gather(matrix, index[:, None], batch_dims=1)[:, 0]
@@ -364,7 +375,7 @@ class _LabelPath:
             at_loss = self.quality_math.gather(self.index).loss(
                 self.at_z, self.quality, _shared_exp(self.at_z))
             loss = tf.where(self.positive, at_loss[:, None], loss)
-        return loss
+        return _nan_unless_finite(loss, z)
 
     def backward(self, z, loss, upstream, weights, num_classes, sums):
         self._setup(z)
@@ -394,9 +405,11 @@ class _DensePath:
         # The mask is built here, inside the branch: only this path reads it.
         positive, shared = self.targets > 0.0, _shared_exp(z)
         if self.quality_math is None:
-            return self.math.loss(tf.where(positive, z, -z), positive, shared)
-        return tf.where(positive, self.quality_math.loss(z, self.targets, shared),
-                        self.math.loss(-z, False, shared))
+            loss = self.math.loss(tf.where(positive, z, -z), positive, shared)
+        else:
+            loss = tf.where(positive, self.quality_math.loss(z, self.targets, shared),
+                            self.math.loss(-z, False, shared))
+        return _nan_unless_finite(loss, z)
 
     def backward(self, z, loss, upstream, weights, num_classes, sums):
         positive, shared = self.targets > 0.0, _shared_exp(z)
@@ -454,11 +467,21 @@ def _binary_rows(targets, logits, math, *, quality_math=None, quality=None, num_
     def rows(z):
         z2 = _as_rows(_float32(z), width)
         loss = either(lambda path: path.forward(z2))
+        row_loss = tf.reduce_sum(loss, -1)
 
         def backward(upstream):
             upstream = tf.reshape(_float32(upstream), [-1])
-            weights = _sum_weights(upstream, None if row_weights is None
-                                   else tf.reshape(row_weights, [-1])) if sums else None
+            weights = None
+            if sums:
+                weights = _sum_weights(upstream, None if row_weights is None
+                                       else tf.reshape(row_weights, [-1]))
+                # A NaN or infinite logit made its row's loss NaN (a row sum of
+                # 1e38s overflows too, the safe side): the step adds nothing.
+                # Read from the `(R,)` rows, so the logits are not read once
+                # more; `is_finite` per row keeps XLA from folding a sum of the
+                # row sums into a second pass over the `(R, K)` loss.
+                rows_finite = tf.reduce_all(tf.math.is_finite(row_loss))
+                weights = tf.where(rows_finite, weights, np.nan)
             gradient, positive_sum, negatives = either(
                 lambda path: path.backward(z2, loss, upstream, weights, num_classes, sums))
             negative_sum = _negative_sum(negatives, weights, num_classes)
@@ -466,7 +489,7 @@ def _binary_rows(targets, logits, math, *, quality_math=None, quality=None, num_
             gradient = _with_dependencies(gradient, updates, z.dtype)
             return tf.reshape(gradient, tf.shape(z))
 
-        return tf.reshape(tf.reduce_sum(loss, -1), tf.shape(z)[:-1]), backward
+        return tf.reshape(row_loss, tf.shape(z)[:-1]), backward
 
     return rows(logits)
 

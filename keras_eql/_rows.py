@@ -193,7 +193,9 @@ def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4):
     offset = tau * ops.log(ops.maximum(ops.stop_gradient(_float32(indicator)), eps))
     adjusted = logits + offset
     log_partition = ops.logsumexp(adjusted, axis=-1, keepdims=True)
-    rows = ops.sum(targets * (log_partition - adjusted), axis=-1)
+    # Only the target's columns: a -inf logit elsewhere adds 0, not 0 * inf
+    # (finite, as Keras's SparseCategoricalCrossentropy and the TF kernel).
+    rows = ops.sum(ops.where(targets > 0.0, targets * (log_partition - adjusted), 0.0), axis=-1)
     probabilities = ops.softmax(ops.stop_gradient(adjusted), axis=-1)
     local = probabilities * ops.sum(targets, axis=-1, keepdims=True) - targets
     return rows, local, targets > 0.0

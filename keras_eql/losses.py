@@ -47,6 +47,7 @@ class _SigmoidEQLWeighting(EqualizationLoss):
     _initial_ratio = 100.0
     _per_sample_statistics = True
     _minimum_statistics_format = 2
+    _rows_nan_on_non_finite_logits = True
 
     def __init__(self, *, gamma, mu, alpha, mapping, reweight_negatives, reweight_positives,
                  **kwargs):
@@ -382,6 +383,7 @@ class _EqualizedFocalBase(_PositiveRowsNormalizer, EqualizationLoss):
     """Shared by EFL and EQFL: ratio in [0, 1] starting at 1, the two factors, optional normalizer."""
 
     _clip_ratio = True
+    _rows_nan_on_non_finite_logits = True
 
     def __init__(self, *, gamma, scale, focusing_factor, weighting_factor,
                  normalize_by_positives, reduction, **kwargs):

@@ -349,6 +349,10 @@ def test_non_finite_logits_never_reach_the_statistics(name):
             case = f"{name}: logit {bad} in {role}"
             if np.isnan(bad) and not np.isnan(value):
                 failures.append(f"{case}: loss {value} should be NaN (as Keras' own losses)")
+            if name in SIGMOID_FAMILY and np.isfinite(value):
+                # As BCE / BFCE, which give NaN or inf for any infinite logit
+                # (SoftmaxEQL, like SCCE, is finite for a -inf negative).
+                failures.append(f"{case}: loss {value} should not be finite")
             after = loss.gradient_statistics()
             for key in ("positive", "negative", "ratio"):
                 if not np.isfinite(after[key]).all():
