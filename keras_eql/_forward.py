@@ -195,10 +195,8 @@ def _row_values(loss, y_true, y_pred):
     rows, local, positive = loss._forward_rows(targets, ops.cast(logits, "float32"),
                                                loss._statistics)
     if loss._rows_nan_on_non_finite_logits:
-        # As the TensorFlow kernel (and Keras's BCE): a NaN/inf logit, even
-        # one whose element loss is finite, makes its row NaN, and the
-        # statistics read the logits' finiteness from the rows.
-        rows = ops.where(ops.all(ops.isfinite(logits), axis=-1), rows, float("nan"))
+        # The sigmoid rows are NaN where a logit is not finite (`_rows`): the
+        # statistics read the logits' finiteness from them.
         finite = ok & ops.all(ops.isfinite(rows if valid is None else ops.where(valid, rows, 0.0)))
     else:
         finite = ok & _inputs_finite(y_pred, valid)

@@ -107,6 +107,16 @@ def _focal_elements(targets, logits, focusing, positive_weight, negative_weight)
     return elements, ops.where(positive, slope, -slope), positive
 
 
+def _sigmoid_rows(elements, logits):
+    """Row sums of a sigmoid loss's elements, NaN where a logit is NaN or infinite.
+
+    As the TensorFlow kernels and Keras's BCE/BFCE report such a logit, even
+    where its element's loss is finite (a `-inf` logit of a negative); the
+    statistics then read every logit's finiteness from the rows.
+    """
+    return ops.sum(ops.where(ops.isfinite(logits), elements, float("nan")), axis=-1)
+
+
 def sigmoid_eql_rows(targets, logits, *, ratio, objectness=False, **options):
     """Sigmoid-EQL: `E = w_ij BCE(z, y)`, `dE/dz = w_ij (sigmoid(z) - y)`."""
     positive_weights, negative_weights = sigmoid_eql_weights(ratio, **options)
@@ -117,7 +127,7 @@ def sigmoid_eql_rows(targets, logits, *, ratio, objectness=False, **options):
     positive = targets > 0.0
     weights = ops.where(positive, positive_weights, negative_weights)
     x = ops.where(positive, logits, -logits)
-    rows = ops.sum(weights * ops.softplus(-x), axis=-1)
+    rows = _sigmoid_rows(weights * ops.softplus(-x), logits)
     local = weights * (ops.sigmoid(ops.stop_gradient(logits)) - targets)
     return rows, local, positive
 
@@ -131,7 +141,7 @@ def focal_sigmoid_eql_rows(targets, logits, *, ratio, focal_alpha=0.25, focal_ga
         negative_weights = negative_weights * (1.0 - float(focal_alpha))
     elements, local, positive = _focal_elements(
         targets, logits, float(focal_gamma), positive_weights, negative_weights)
-    return ops.sum(elements, axis=-1), local, positive
+    return _sigmoid_rows(elements, logits), local, positive
 
 
 def _focal_factors(ratio, gamma, scale, focusing_factor, weighting_factor):
@@ -151,7 +161,7 @@ def equalized_focal_loss_rows(targets, logits, *, ratio, alpha=0.25, gamma=2.0, 
         positive_weight, negative_weight = alpha * weighting, (1.0 - alpha) * weighting
     elements, local, positive = _focal_elements(
         targets, logits, focusing, positive_weight, negative_weight)
-    return ops.sum(elements, axis=-1), local, positive
+    return _sigmoid_rows(elements, logits), local, positive
 
 
 def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0, scale=8.0,
@@ -181,7 +191,7 @@ def equalized_quality_focal_loss_rows(targets, logits, *, ratio, gamma=2.0, scal
         + power_c * difference)
     elements = ops.where(positive, positive_elements, negative_elements)
     local = ops.where(positive, positive_local, negative_local)
-    return ops.sum(elements, axis=-1), local, positive
+    return _sigmoid_rows(elements, logits), local, positive
 
 
 def softmax_eql_rows(targets, logits, *, indicator, tau=1.0, eps=1e-4):
