@@ -176,7 +176,6 @@ class _Rows(NamedTuple):
     valid: object  # boolean mask of the counted rows, or None
     ok: object  # scalar bool: every label or target value is valid
     first_bad: object  # the first bad label or target value (NaN when `ok`)
-    finite: object  # scalar bool: the statistics may take this step
 
 
 def _row_values(loss, y_true, y_pred):
@@ -194,12 +193,6 @@ def _row_values(loss, y_true, y_pred):
     logits = y_pred if valid is None else ops.where(valid[..., None], y_pred, 0.0)
     rows, local, positive = loss._forward_rows(targets, ops.cast(logits, "float32"),
                                                loss._statistics)
-    if loss._rows_nan_on_non_finite_logits:
-        # The sigmoid rows are NaN where a logit is not finite (`_rows`): the
-        # statistics read the logits' finiteness from them.
-        finite = ok & ops.all(ops.isfinite(rows if valid is None else ops.where(valid, rows, 0.0)))
-    else:
-        finite = ok & _inputs_finite(y_pred, valid)
     normalizer = loss._forward_normalizer(targets, valid)
     if normalizer is not None:
         rows = rows / normalizer
@@ -208,7 +201,7 @@ def _row_values(loss, y_true, y_pred):
     rows = ops.cast(ops.where(ok, rows, float("nan")), loss.dtype)
     if valid is not None:
         rows = ops.where(valid, rows, 0.0)
-    return _Rows(y_pred, rows, local, positive, valid, ok, first_bad, finite)
+    return _Rows(y_pred, rows, local, positive, valid, ok, first_bad)
 
 
 def row_losses(loss, y_true, y_pred):
@@ -223,8 +216,7 @@ def call(loss, y_true, y_pred, sample_weight=None):
     _checks.check_logits_dtype(label, y_pred)
     input_mask = get_keras_mask(y_pred)
     differentiated = loss.update_statistics and _backend.being_differentiated(y_pred)
-    y_pred, rows, local, positive, valid, ok, first_bad, finite = _row_values(loss, y_true,
-                                                                              y_pred)
+    y_pred, rows, local, positive, valid, ok, first_bad = _row_values(loss, y_true, y_pred)
     if in_symbolic_scope():
         if loss.update_statistics:
             # Keras's symbolic build: the last moment to say that `attach` is
@@ -253,5 +245,12 @@ def call(loss, y_true, y_pred, sample_weight=None):
                                                    loss.reduction)
         positive_sum, negative_sum = column_sums(
             ops.stop_gradient(local), positive, coefficients, loss.num_classes)
+        if loss._rows_nan_on_non_finite_logits:
+            # NaN rows: a bad label, or a non-finite logit of a counted row
+            # (the sigmoid rows carry it, `_rows._sigmoid_rows`); a row that
+            # overflows drops the step too, the safe side.
+            finite = ops.all(ops.isfinite(rows))
+        else:
+            finite = ok & _inputs_finite(y_pred, valid)
         loss._statistics.accumulate_sums(positive_sum, negative_sum, inputs_finite=finite)
     return value
