@@ -88,7 +88,7 @@ def _instructions(body):
 
 
 def _branch(call):
-    """The computation a `conditional` counts: `tf.cond`'s first function (see `count_passes`)."""
+    """The computation a `conditional` counts: `tf.cond`'s first function (see `walk`)."""
     return re.search(r"(?:true_computation=|branch_computations=\{)(%[\w.\-]+)", call).group(1)
 
 
@@ -102,61 +102,55 @@ def _fused_ops(call, bodies):
                            "get-tuple-element"})
 
 
-def buffer_list(hlo, size, computation="ENTRY", bodies=None):
-    """The materialised arrays of `size` elements of one computation, in program order.
+def walk(hlo, size, computation="ENTRY", bodies=None):
+    """`(buffers, reads)` of the arrays with `size` elements in one computation.
 
-    Each entry: `name`, `opcode`, `shape`, `ops` (for a fusion, the opcodes
-    it computes), `reads` (the `size`-element operands it reads) and
-    `readers` (the instructions that read it). A `conditional` contributes
-    its counted branch's buffers, prefixed with the branch's name.
+    `buffers`: the materialised ones, in program order, each with `name`,
+    `opcode`, `shape`, `ops` (for a fusion, the opcodes it computes), `reads`
+    (the `size`-element operands it reads) and `readers` (the instructions
+    that read it); their number is the writes. `reads`: the `size`-element
+    operands read by every instruction, buffers or not (a reduction of the
+    logits counts). A `conditional` counts its true branch (`tf.cond`'s first
+    function: the branch that runs on valid one-hot rows, and on valid
+    targets in the checks), its buffers prefixed with the branch's name, not
+    the passing of its operands.
     """
     bodies = _computations(hlo) if bodies is None else bodies
-    big, entries = {}, []
+    big, buffers, reads = {}, [], 0
     for name, shape, opcode, operands, call in _instructions(bodies[computation]):
-        reads = [operand for operand in operands if operand in big]
-        if opcode not in ("tuple", "get-tuple-element", "bitcast"):
-            for operand in reads:
-                if big[operand] is not None:
-                    big[operand]["readers"].append(name)
+        read = [operand for operand in operands if operand in big]
         if opcode == "conditional":
             branch = _branch(call)
-            for entry in buffer_list(hlo, size, branch, bodies):
-                entries.append(dict(entry, name=f"{branch}/{entry['name']}"))
-        holds_big = size in _elements(shape)
-        if not holds_big:
+            branch_buffers, branch_reads = walk(hlo, size, branch, bodies)
+            buffers += [dict(entry, name=f"{branch}/{entry['name']}") for entry in branch_buffers]
+            reads += branch_reads
+        elif opcode not in ("tuple", "get-tuple-element", "bitcast"):
+            reads += len(read)
+            for operand in read:
+                if big[operand] is not None:
+                    big[operand]["readers"].append(name)
+        if size not in _elements(shape):
             continue
         if opcode in _FREE + ("conditional",):
             big[name] = None  # an input or a view: read, not written here
             continue
         entry = {"name": name, "opcode": opcode, "shape": shape,
                  "ops": _fused_ops(call, bodies) if opcode == "fusion" else [],
-                 "reads": reads, "readers": []}
+                 "reads": read, "readers": []}
         big[name] = entry
-        entries.append(entry)
-    return entries
+        buffers.append(entry)
+    return buffers, reads
 
 
-def count_passes(hlo, size, computation="ENTRY", bodies=None):
-    """`(writes, reads)` of arrays with `size` elements in one computation.
+def buffer_list(hlo, size):
+    """The materialised arrays of `size` elements (`walk`'s buffers)."""
+    return walk(hlo, size)[0]
 
-    A `conditional` counts its true branch (`tf.cond`'s first function: the
-    branch that runs on valid one-hot rows, and on valid targets in the
-    checks), not the passing of its operands.
-    """
-    bodies = _computations(hlo) if bodies is None else bodies
-    big = set()
-    writes = reads = 0
-    for name, shape, opcode, operands, call in _instructions(bodies[computation]):
-        if opcode == "conditional":
-            branch_writes, branch_reads = count_passes(hlo, size, _branch(call), bodies)
-            writes, reads = writes + branch_writes, reads + branch_reads
-        elif opcode not in ("tuple", "get-tuple-element", "bitcast"):
-            reads += sum(1 for operand in operands if operand in big)
-        if size in _elements(shape):
-            big.add(name)
-            if opcode not in _FREE + ("conditional",):
-                writes += 1
-    return writes, reads
+
+def count_passes(hlo, size):
+    """`(writes, reads)` of arrays with `size` elements (see `walk`)."""
+    buffers, reads = walk(hlo, size)
+    return len(buffers), reads
 
 
 def format_buffers(variant, entries):
@@ -204,10 +198,9 @@ def rows_of(args):
                  "SparseCategoricalCrossentropy"):
         kind = {"BinaryFocalCrossentropy": "quality"}.get(name, "dense")
         key = "softmax_eql" if name.startswith("Sparse") else None
-        hlo = program(counterpart(name), _targets(kind, rows, width, key), logits)
-        writes, reads = count_passes(hlo, size)
-        out.append({"variant": name, "writes": writes, "reads": reads,
-                    "buffers": buffer_list(hlo, size)})
+        buffers, reads = walk(program(counterpart(name), _targets(kind, rows, width, key), logits),
+                              size)
+        out.append({"variant": name, "writes": len(buffers), "reads": reads, "buffers": buffers})
     for key, (cls, counterparts) in LOSSES.items():
         layouts = ["sparse"] if key == "softmax_eql" else ["sparse", "dense", "one_hot"]
         for labels in layouts:
@@ -215,11 +208,10 @@ def rows_of(args):
             route = {"targets": "one_hot"} if labels == "one_hot" else {}
             for statistics in (True, False):
                 loss = cls(num_classes=width, update_statistics=statistics, **route)
-                hlo = program(loss, _targets(kind, rows, width, key), logits)
-                writes, reads = count_passes(hlo, size)
+                buffers, reads = walk(program(loss, _targets(kind, rows, width, key), logits), size)
                 out.append({"variant": f"{cls.__name__}[{labels}" + ("]" if statistics else ",no-stats]"),
-                            "loss": key, "counterparts": counterparts, "writes": writes,
-                            "reads": reads, "buffers": buffer_list(hlo, size)})
+                            "loss": key, "counterparts": counterparts, "writes": len(buffers),
+                            "reads": reads, "buffers": buffers})
     return out
 
 
